@@ -1,0 +1,128 @@
+"""The RPC boundary: deadline propagation and the one table mapping domain errors to gRPC statuses.
+
+Every servicer method is wrapped by :func:`rpc`. It records the caller's deadline for the Redis layer,
+turns a :class:`CoordError` into a ``google.rpc.Status`` with an ``ErrorInfo`` (plus ``BadRequest``
+and ``RetryInfo`` where they apply), and turns anything unexpected into INTERNAL with nothing internal
+leaked (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .errors import (
+    BackendUnavailable,
+    CoordError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    TooLarge,
+)
+from .redis import rpc_deadline
+
+log = logging.getLogger("coord_server.rpc")
+
+DOMAIN = "coord"
+
+# The one mapping table (domain error -> gRPC status). Order matters only for subclasses.
+STATUS_OF: dict[type[CoordError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def status_code_of(error: CoordError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(error: CoordError) -> status_pb2.Status:
+    """Build the rich ``google.rpc.Status`` for ``error``."""
+    code = status_code_of(error)
+    details: list[any_pb2.Any] = []
+
+    def pack(message: Any) -> None:
+        packed = any_pb2.Any()
+        packed.Pack(message)
+        details.append(packed)
+
+    pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=dict(error.metadata)))
+    violations = getattr(error, "violations", ())
+    if violations:
+        pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in violations
+                ]
+            )
+        )
+    if error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after * 1e9))
+        pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return status_pb2.Status(code=code.value[0], message=error.message, details=details)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: CoordError) -> NoReturn:
+    status = rpc_status.to_status(to_status(error))
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[S, Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
+
+
+def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+    """Wrap a unary servicer method with the boundary described in the module docstring."""
+    name = method.__qualname__
+
+    @functools.wraps(method)
+    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        remaining = context.time_remaining()
+        token = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
+        try:
+            return await method(self, request, context)
+        except CoordError as error:
+            _log_error(name, error)
+            await abort(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", name)
+            await abort(context, CoordError("internal error; the server log has the details"))
+        finally:
+            rpc_deadline.reset(token)
+
+    return wrapper
+
+
+def _log_error(name: str, error: CoordError) -> None:
+    code = status_code_of(error)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        log.warning("%s: %s (%s)", name, error.message, error.reason)
+    else:
+        log.debug("%s: %s (%s)", name, error.message, error.reason)
+
+
+__all__ = ["DOMAIN", "STATUS_OF", "abort", "rpc", "status_code_of", "to_status"]
+

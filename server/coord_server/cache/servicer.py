@@ -1,0 +1,115 @@
+"""CacheService transport: proto -> validated dataclasses -> store -> proto. No Redis calls here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+
+from .._grpc import rpc
+from .._proto import duration_ms, timestamp_ms
+from ..errors import invalid
+from ..validation import Limits
+from .store import CacheStore, Condition, Entry, SetItem, WriteResult
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
+    def __init__(self, store: CacheStore, limits: Limits) -> None:
+        self._store = store
+        self._limits = limits
+
+    @rpc
+    async def Get(self, request: cache_pb2.GetRequest, context: Ctx) -> cache_pb2.GetResponse:
+        key = self._limits.key("key", request.key)
+        return cache_pb2.GetResponse(entry=_entry_pb(await self._store.get(key)))
+
+    @rpc
+    async def BatchGet(self, request: cache_pb2.BatchGetRequest, context: Ctx) -> cache_pb2.BatchGetResponse:
+        self._limits.batch("keys", len(request.keys))
+        keys = [self._limits.key(f"keys[{i}]", k) for i, k in enumerate(request.keys)]
+        entries = await self._store.get_many(keys)
+        return cache_pb2.BatchGetResponse(entries=[_entry_pb(e) for e in entries])
+
+    @rpc
+    async def Set(self, request: cache_pb2.SetRequest, context: Ctx) -> cache_pb2.SetResponse:
+        return _write_pb(await self._store.set(self._set_item("", request)))
+
+    @rpc
+    async def BatchSet(self, request: cache_pb2.BatchSetRequest, context: Ctx) -> cache_pb2.BatchSetResponse:
+        self._limits.batch("requests", len(request.requests))
+        items = [self._set_item(f"requests[{i}].", r) for i, r in enumerate(request.requests)]
+        results = await self._store.set_many(items)
+        return cache_pb2.BatchSetResponse(responses=[_write_pb(r) for r in results])
+
+    @rpc
+    async def Delete(self, request: cache_pb2.DeleteRequest, context: Ctx) -> cache_pb2.DeleteResponse:
+        self._limits.batch("keys", len(request.keys))
+        keys = [self._limits.key(f"keys[{i}]", k) for i, k in enumerate(request.keys)]
+        if request.if_version and len(keys) != 1:
+            raise invalid("if_version", f"needs exactly one key (got {len(keys)})")
+        results = await self._store.delete(keys, request.if_version)
+        return cache_pb2.DeleteResponse(
+            deleted_count=sum(1 for r in results if r.outcome == r.outcome.DELETED),
+            results=[
+                cache_pb2.DeleteResult(key=r.key, outcome=int(r.outcome), version=r.version)  # type: ignore[arg-type]
+                for r in results
+            ],
+        )
+
+    @rpc
+    async def Increment(self, request: cache_pb2.IncrementRequest, context: Ctx) -> cache_pb2.IncrementResponse:
+        key = self._limits.key("key", request.key)
+        ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
+        result = await self._store.increment(key, request.delta, ttl)
+        return cache_pb2.IncrementResponse(
+            value=result.value,
+            version=result.version,
+            created=result.created,
+            expire_time=timestamp_ms(result.expire_ms),
+        )
+
+    @rpc
+    async def Touch(self, request: cache_pb2.TouchRequest, context: Ctx) -> cache_pb2.TouchResponse:
+        key = self._limits.key("key", request.key)
+        ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
+        result = await self._store.touch(key, ttl)
+        return cache_pb2.TouchResponse(found=result.found, expire_time=timestamp_ms(result.expire_ms))
+
+    def _set_item(self, prefix: str, request: cache_pb2.SetRequest) -> SetItem:
+        key = self._limits.key(prefix + "key", request.key)
+        value = self._limits.value(prefix + "value", request.value)
+        ttl = self._limits.ttl_ms(prefix + "ttl", duration_ms(prefix + "ttl", request.ttl))
+        which = request.WhichOneof("condition")
+        if which == "if_version" and request.if_version == 0:
+            raise invalid(prefix + "if_version", "must be non-zero (use if_absent to require a missing key)")
+        condition = {
+            None: Condition.ALWAYS,
+            "if_absent": Condition.IF_ABSENT,
+            "if_present": Condition.IF_PRESENT,
+            "if_version": Condition.IF_VERSION,
+        }[which]
+        return SetItem(key, value, ttl, condition, request.if_version)
+
+
+def _entry_pb(entry: Entry) -> cache_pb2.Entry:
+    if not entry.found:
+        return cache_pb2.Entry(key=entry.key, found=False)
+    return cache_pb2.Entry(
+        key=entry.key,
+        found=True,
+        value=entry.value,
+        version=entry.version,
+        expire_time=timestamp_ms(entry.expire_ms),
+    )
+
+
+def _write_pb(result: WriteResult) -> cache_pb2.SetResponse:
+    return cache_pb2.SetResponse(
+        outcome=int(result.outcome),  # type: ignore[arg-type]
+        version=result.version,
+        expire_time=timestamp_ms(result.expire_ms),
+    )

@@ -1,0 +1,169 @@
+"""Cache domain logic: calls the Lua scripts and returns dataclasses. No gRPC in here."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FailedPrecondition, OutOfRange
+from ..redis import RedisBackend, ScriptCall
+from ..scripts import ScriptSet
+from .keys import CacheKeys
+
+
+class Condition(enum.IntEnum):
+    """When a Set happens; the values are what set.lua expects in ARGV[3]."""
+
+    ALWAYS = 0
+    IF_ABSENT = 1
+    IF_PRESENT = 2
+    IF_VERSION = 3
+
+
+class WriteOutcome(enum.IntEnum):
+    """set.lua's outcome codes."""
+
+    STORED = 1
+    ALREADY_EXISTS = 2
+    NOT_FOUND = 3
+    VERSION_MISMATCH = 4
+
+
+class DeleteOutcome(enum.IntEnum):
+    """delete.lua's outcome codes."""
+
+    DELETED = 1
+    NOT_FOUND = 2
+    VERSION_MISMATCH = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    found: bool
+    value: bytes = b""
+    version: int = 0
+    expire_ms: int = 0  # Unix time in ms by the Redis clock; 0 when unknown or absent
+
+
+@dataclass(frozen=True)
+class SetItem:
+    key: str
+    value: bytes
+    ttl_ms: int
+    condition: Condition = Condition.ALWAYS
+    if_version: int = 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: WriteOutcome
+    version: int
+    expire_ms: int
+
+    @property
+    def stored(self) -> bool:
+        return self.outcome is WriteOutcome.STORED
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    key: str
+    outcome: DeleteOutcome
+    version: int
+
+
+@dataclass(frozen=True)
+class IncrementResult:
+    value: int
+    version: int
+    created: bool
+    expire_ms: int
+
+
+@dataclass(frozen=True)
+class TouchResult:
+    found: bool
+    expire_ms: int = 0
+
+
+class CacheStore:
+    """Atomic cache operations on Redis. Inputs are already validated by the caller."""
+
+    def __init__(self, redis: RedisBackend, scripts: ScriptSet, keys: CacheKeys, tombstone_ttl_ms: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._tombstone_ttl_ms = tombstone_ttl_ms
+        self._get = scripts["get"]
+        self._set = scripts["set"]
+        self._delete = scripts["delete"]
+        self._incr = scripts["incr"]
+        self._touch = scripts["touch"]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry:
+        return _entry(key, await self._redis.run(self._get, [self._keys.entry(key)], []))
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
+        calls = [ScriptCall(self._get, [self._keys.entry(k)], []) for k in keys]
+        replies = await self._redis.run_many(calls)
+        return [_entry(k, r) for k, r in zip(keys, replies, strict=True)]
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _set_call(self, item: SetItem) -> ScriptCall:
+        args = [item.value, item.ttl_ms, int(item.condition), str(item.if_version)]
+        return ScriptCall(self._set, self._keys.both(item.key), args)
+
+    async def set(self, item: SetItem) -> WriteResult:
+        call = self._set_call(item)
+        return _write_result(await self._redis.run(call.script, call.keys, call.args))
+
+    async def set_many(self, items: Sequence[SetItem]) -> list[WriteResult]:
+        replies = await self._redis.run_many([self._set_call(i) for i in items])
+        return [_write_result(r) for r in replies]
+
+    async def delete(self, keys: Sequence[str], if_version: int = 0) -> list[DeleteResult]:
+        expected = str(if_version) if if_version else ""
+        calls = [ScriptCall(self._delete, self._keys.both(k), [expected, self._tombstone_ttl_ms]) for k in keys]
+        if len(calls) == 1:
+            replies = [await self._redis.run(calls[0].script, calls[0].keys, calls[0].args)]
+        else:
+            replies = await self._redis.run_many(calls)
+        return [
+            DeleteResult(k, DeleteOutcome(int(r[0])), int(r[1])) for k, r in zip(keys, replies, strict=True)
+        ]
+
+    async def increment(self, key: str, delta: int, ttl_ms: int) -> IncrementResult:
+        reply = await self._redis.run(self._incr, self._keys.both(key), [delta, ttl_ms])
+        code = int(reply[0])
+        if code == -1:
+            raise FailedPrecondition(
+                f"key {key!r} holds a value that is not a 64-bit integer; it cannot be incremented",
+                reason="VALUE_NOT_INTEGER",
+                metadata={"key": key},
+            )
+        if code == -2:
+            raise OutOfRange(
+                f"incrementing key {key!r} by {delta} would overflow a signed 64-bit integer",
+                reason="INTEGER_OVERFLOW",
+                metadata={"key": key, "delta": str(delta)},
+            )
+        return IncrementResult(int(reply[1]), int(reply[2]), bool(reply[3]), int(reply[4]))
+
+    async def touch(self, key: str, ttl_ms: int) -> TouchResult:
+        reply = await self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms])
+        return TouchResult(True, int(reply[1])) if int(reply[0]) else TouchResult(False)
+
+
+def _entry(key: str, reply: Any) -> Entry:
+    if not int(reply[0]):
+        return Entry(key, False)
+    return Entry(key, True, bytes(reply[1]), int(reply[2]), int(reply[3]))
+
+
+def _write_result(reply: Any) -> WriteResult:
+    return WriteResult(WriteOutcome(int(reply[0])), int(reply[1]), int(reply[2]))

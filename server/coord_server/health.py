@@ -1,0 +1,75 @@
+"""Standard ``grpc.health.v1`` health, driven by whether Redis answers.
+
+The whole server ("") and every registered service are SERVING while Redis answers PING and
+NOT_SERVING while it does not; a background probe flips them both ways and logs each change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from grpc_health.v1 import health, health_pb2
+
+from .errors import CoordError
+from .redis import RedisBackend
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthMonitor:
+    """Owns the health servicer and the Redis probe task."""
+
+    def __init__(self, redis: RedisBackend, services: Sequence[str], interval: float) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._redis = redis
+        self._names = ["", *services]
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._healthy: bool | None = None
+        self._stopping = False
+
+    async def _set_all(self, status: int) -> None:
+        for name in self._names:
+            await self.servicer.set(name, status)
+
+    async def probe_once(self) -> bool:
+        try:
+            await asyncio.wait_for(self._redis.ping(), self._interval + 1.0)
+            healthy = True
+        except (CoordError, TimeoutError) as exc:
+            healthy = False
+            reason = str(exc) or type(exc).__name__
+        if self._stopping:
+            return healthy
+        if healthy != self._healthy:
+            if healthy:
+                log.info("Redis answers (%s): serving", self._redis.description)
+            else:
+                log.warning("Redis is unreachable (%s): NOT_SERVING: %s", self._redis.description, reason)
+            self._healthy = healthy
+            await self._set_all(SERVING if healthy else NOT_SERVING)
+        return healthy
+
+    async def start(self) -> None:
+        await self.probe_once()
+        self._task = asyncio.create_task(self._run(), name="coord-health")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.probe_once()
+
+    async def shutting_down(self) -> None:
+        """Report NOT_SERVING for good (graceful shutdown) and stop probing."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.servicer.enter_graceful_shutdown()
