@@ -1,0 +1,325 @@
+"""Shared fixtures: real redis-server processes (single node and a 3-master Cluster) on free loopback
+ports, and real Coord servers bound to 127.0.0.1:0, each running in its own thread and event loop.
+
+Fixtures most tests want:
+- ``coord``: a running Coord, parametrized over ``single`` and ``cluster`` Redis, flushed before
+  each test. ``coord.target`` is the gRPC address, ``coord.redis()`` a sync redis-py client of its
+  backing store (a RedisCluster for the cluster case).
+- ``coord_single``: the single-node one only (flushed).
+- ``start_coord``: a factory for a private Coord with settings overrides, stopped at test end.
+- ``redis_factory``: start a private redis-server (``RedisProcess``) that a test may stop and restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from coord_server.app import RunningServer, running
+from coord_server.config import Settings
+
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """One redis-server on 127.0.0.1:<port>, started and stopped by pid (never by name)."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.port = port or free_port()
+        self.dir = workdir / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        args = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"), *self.extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.ping(), f"redis-server on port {self.port}")
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with redis.Redis(port=self.port, socket_timeout=0.5) as r:
+                return bool(r.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class RedisClusterProcess:
+    """A 3-master Redis Cluster (no replicas) built with ``redis-cli --cluster create``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.nodes = [
+            RedisProcess(
+                workdir,
+                extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                       "--cluster-config-file", "nodes.conf"),
+            )
+            for _ in range(3)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterProcess:
+        for node in self.nodes:
+            node.start()
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+        def ok() -> bool:
+            for node in self.nodes:
+                with node.client() as r:
+                    if r.execute_command("CLUSTER", "INFO").decode().find("cluster_state:ok") < 0:
+                        return False
+            return True
+
+        wait_for(ok, "cluster_state:ok")
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def client(self) -> RedisCluster:
+        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            with node.client() as r:
+                r.flushall()
+
+
+class CoordThread:
+    """A real Coord server (``app.running``) in a background thread with its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.app: RunningServer | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="coord-server", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with running(self.settings) as app:
+            self.app = app
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> CoordThread:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TimeoutError("Coord server did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def target(self) -> str:
+        assert self.app is not None
+        return self.app.target
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop (to inspect server state from a test)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._thread.is_alive() and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(60)
+
+
+@dataclass
+class CoordUnderTest:
+    """What the ``coord`` fixture hands a test."""
+
+    kind: str  # "single" or "cluster"
+    server: CoordThread
+    backing: RedisProcess | RedisClusterProcess
+
+    @property
+    def target(self) -> str:
+        return self.server.target
+
+    @property
+    def settings(self) -> Settings:
+        return self.server.settings
+
+    def redis(self) -> redis.Redis | RedisCluster:
+        return self.backing.client()
+
+    def flush(self) -> None:
+        if isinstance(self.backing, RedisClusterProcess):
+            self.backing.flush()
+        else:
+            with self.backing.client() as r:
+                r.flushall()
+
+
+def make_settings(redis_url: str, *, cluster: bool = False, **overrides: Any) -> Settings:
+    base = Settings(
+        listen="127.0.0.1:0",
+        redis_url=redis_url,
+        redis_cluster=cluster,
+        shutdown_grace=2.0,
+        health_interval=0.2,
+        redis_timeout=1.0,
+    )
+    return replace(base, **overrides).validate()
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="coord-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_single(workdir: Path) -> Iterator[RedisProcess]:
+    proc = RedisProcess(workdir).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(workdir: Path) -> Iterator[RedisClusterProcess]:
+    cluster = RedisClusterProcess(workdir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _coord_single_session(redis_single: RedisProcess) -> Iterator[CoordUnderTest]:
+    server = CoordThread(make_settings(redis_single.url)).start()
+    yield CoordUnderTest("single", server, redis_single)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _coord_cluster_session(redis_cluster: RedisClusterProcess) -> Iterator[CoordUnderTest]:
+    server = CoordThread(make_settings(redis_cluster.url, cluster=True)).start()
+    yield CoordUnderTest("cluster", server, redis_cluster)
+    server.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def coord(request: pytest.FixtureRequest) -> CoordUnderTest:
+    under_test: CoordUnderTest = request.getfixturevalue(f"_coord_{request.param}_session")
+    under_test.flush()
+    return under_test
+
+
+@pytest.fixture
+def coord_single(_coord_single_session: CoordUnderTest) -> CoordUnderTest:
+    _coord_single_session.flush()
+    return _coord_single_session
+
+
+@pytest.fixture
+def redis_factory(workdir: Path) -> Iterator[Callable[..., RedisProcess]]:
+    started: list[RedisProcess] = []
+
+    def make(port: int | None = None, extra: tuple[str, ...] = ()) -> RedisProcess:
+        proc = RedisProcess(Path(tempfile.mkdtemp(dir=workdir)), port=port, extra=extra).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def start_coord() -> Iterator[Callable[..., CoordThread]]:
+    """``start_coord(redis_url, **setting_overrides)`` -> a started CoordThread, stopped at teardown."""
+    started: list[CoordThread] = []
+
+    def make(redis_url: str, **overrides: Any) -> CoordThread:
+        server = CoordThread(make_settings(redis_url, **overrides)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests build their settings explicitly; never pick up a developer's COORD_* environment.
+    for name in list(os.environ):
+        if name.startswith("COORD_"):
+            monkeypatch.delenv(name)
+
