@@ -28,10 +28,9 @@ from typing import Any
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
-
 from coord_server.app import RunningServer, running
 from coord_server.config import Settings
+from redis.cluster import RedisCluster
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
@@ -64,7 +63,7 @@ class RedisProcess:
             "--logfile", str(self.dir / "redis.log"), *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.ping(), f"redis-server on port {self.port}")
+        wait_for(self.ping, f"redis-server on port {self.port}")
         return self
 
     def ping(self) -> bool:
@@ -322,4 +321,3 @@ def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("COORD_"):
             monkeypatch.delenv(name)
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .app import serve
 from .config import ConfigError, load_settings
@@ -24,13 +24,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        # uvloop's faster event loop; it is a pinned dependency, but stay usable without it.
         import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a pinned dependency; stay usable without it
-        runner = asyncio.run
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        loop_factory = asyncio.new_event_loop
     try:
-        runner(serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(settings))
     except EmbeddedRedisError as exc:
         logging.getLogger("coord_server").error("%s", exc)
         return 1

@@ -48,7 +48,7 @@ STATUS_OF: dict[type[CoordError], grpc.StatusCode] = {
 def status_code_of(error: CoordError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
-            return STATUS_OF[cls]  # type: ignore[index]
+            return STATUS_OF[cls]
     return grpc.StatusCode.INTERNAL
 
 
@@ -125,4 +125,3 @@ def _log_error(name: str, error: CoordError) -> None:
 
 
 __all__ = ["DOMAIN", "STATUS_OF", "abort", "rpc", "status_code_of", "to_status"]
-

@@ -104,7 +104,11 @@ class Settings:
 _SPEC: dict[str, tuple[str, str, str]] = {
     "listen": ("COORD_LISTEN", "--listen", "address to serve gRPC on (host:port)"),
     "redis_url": ("COORD_REDIS_URL", "--redis-url", "Redis URL; empty starts an embedded redis-server"),
-    "redis_cluster": ("COORD_REDIS_CLUSTER", "--redis-cluster", "treat the URL as a Redis Cluster seed (1/0)"),
+    "redis_cluster": (
+        "COORD_REDIS_CLUSTER",
+        "--redis-cluster",
+        "treat the URL as a Redis Cluster seed (1/0)",
+    ),
     "data_dir": ("COORD_DATA_DIR", "--data-dir", "directory of the embedded Redis (created 0700)"),
     "max_message_bytes": ("COORD_MAX_MESSAGE_SIZE", "--max-message-size", "largest gRPC message"),
     "shutdown_grace": ("COORD_SHUTDOWN_GRACE", "--shutdown-grace", "time in-flight RPCs get on shutdown"),
@@ -120,8 +124,15 @@ _SPEC: dict[str, tuple[str, str, str]] = {
     "tombstone_ttl": ("COORD_TOMBSTONE_TTL", "--tombstone-ttl", "how long deleted keys keep their version"),
 }
 
-_DURATIONS = {"shutdown_grace", "redis_timeout", "health_interval", "min_ttl", "max_ttl", "default_ttl",
-              "tombstone_ttl"}
+_DURATIONS = {
+    "shutdown_grace",
+    "redis_timeout",
+    "health_interval",
+    "min_ttl",
+    "max_ttl",
+    "default_ttl",
+    "tombstone_ttl",
+}
 _SIZES = {"max_message_bytes", "max_value_bytes", "max_key_bytes"}
 
 

@@ -37,7 +37,9 @@ class EmbeddedRedisError(RuntimeError):
 def redis_version(binary: str) -> tuple[int, ...] | None:
     """The version ``binary --version`` reports, or None if it cannot be run or parsed."""
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
@@ -125,7 +127,11 @@ class EmbeddedRedis:
         await self._wait_ready(timeout)
         log.info(
             "embedded redis-server %s (pid %d, %s) on %s, data in %s",
-            ".".join(map(str, self.version)), self.process.pid, self.binary, self.socket_path, self.data_dir,
+            ".".join(map(str, self.version)),
+            self.process.pid,
+            self.binary,
+            self.socket_path,
+            self.data_dir,
         )
         return self.url
 
@@ -163,7 +169,7 @@ class EmbeddedRedis:
                     # LOADING replies while the AOF replays: keep waiting.
                     if await client.ping():
                         return
-                except Exception:  # noqa: BLE001, S110 - not ready yet
+                except Exception:
                     pass
                 finally:
                     await client.aclose()

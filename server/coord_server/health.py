@@ -11,7 +11,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
 
 from .errors import CoordError
 from .redis import RedisBackend
@@ -26,7 +27,7 @@ class HealthMonitor:
     """Owns the health servicer and the Redis probe task."""
 
     def __init__(self, redis: RedisBackend, services: Sequence[str], interval: float) -> None:
-        self.servicer = health.aio.HealthServicer()
+        self.servicer = HealthServicer()
         self._redis = redis
         self._names = ["", *services]
         self._interval = interval

@@ -115,10 +115,10 @@ class RedisBackend:
 
     async def _run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
             log.info("script %s was not cached in Redis; sending its source", script.name)
-            return await self.client.eval(script.source, len(keys), *keys, *args)  # type: ignore[arg-type]
+            return await self.client.eval(script.source, len(keys), *keys, *args)
 
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run many independent scripts in one pipelined round trip (per node on a cluster).
@@ -132,7 +132,7 @@ class RedisBackend:
     async def _run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)  # type: ignore[arg-type]
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         replies: list[Any] = list(await pipe.execute(raise_on_error=False))
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
         if missing:
@@ -140,7 +140,7 @@ class RedisBackend:
             retry = self.client.pipeline(transaction=False)
             for i in missing:
                 c = calls[i]
-                retry.eval(c.script.source, len(c.keys), *c.keys, *c.args)  # type: ignore[arg-type]
+                retry.eval(c.script.source, len(c.keys), *c.keys, *c.args)
             for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
         for reply in replies:

@@ -1,5 +1,4 @@
 import grpc
-
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 

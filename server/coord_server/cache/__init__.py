@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 from ..config import Settings
@@ -22,5 +21,7 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
     store = CacheStore(
         redis, ScriptSet(__name__), CacheKeys(settings.tenant), round(settings.tombstone_ttl * 1000)
     )
-    cache_pb2_grpc.add_CacheServiceServicer_to_server(CacheServicer(store, Limits.from_settings(settings)), server)
+    cache_pb2_grpc.add_CacheServiceServicer_to_server(
+        CacheServicer(store, Limits.from_settings(settings)), server
+    )
     return SERVICE_NAME

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 from .._grpc import rpc
@@ -61,7 +60,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         )
 
     @rpc
-    async def Increment(self, request: cache_pb2.IncrementRequest, context: Ctx) -> cache_pb2.IncrementResponse:
+    async def Increment(
+        self, request: cache_pb2.IncrementRequest, context: Ctx
+    ) -> cache_pb2.IncrementResponse:
         key = self._limits.key("key", request.key)
         ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
         result = await self._store.increment(key, request.delta, ttl)

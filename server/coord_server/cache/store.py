@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FailedPrecondition, OutOfRange
-from ..redis import RedisBackend, ScriptCall
+from ..redis import RedisBackend, ScriptArg, ScriptCall
 from ..scripts import ScriptSet
 from .keys import CacheKeys
 
@@ -92,7 +92,9 @@ class TouchResult:
 class CacheStore:
     """Atomic cache operations on Redis. Inputs are already validated by the caller."""
 
-    def __init__(self, redis: RedisBackend, scripts: ScriptSet, keys: CacheKeys, tombstone_ttl_ms: int) -> None:
+    def __init__(
+        self, redis: RedisBackend, scripts: ScriptSet, keys: CacheKeys, tombstone_ttl_ms: int
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._tombstone_ttl_ms = tombstone_ttl_ms
@@ -115,7 +117,7 @@ class CacheStore:
     # -- writes ------------------------------------------------------------------------------------
 
     def _set_call(self, item: SetItem) -> ScriptCall:
-        args = [item.value, item.ttl_ms, int(item.condition), str(item.if_version)]
+        args: list[ScriptArg] = [item.value, item.ttl_ms, int(item.condition), str(item.if_version)]
         return ScriptCall(self._set, self._keys.both(item.key), args)
 
     async def set(self, item: SetItem) -> WriteResult:
@@ -128,7 +130,9 @@ class CacheStore:
 
     async def delete(self, keys: Sequence[str], if_version: int = 0) -> list[DeleteResult]:
         expected = str(if_version) if if_version else ""
-        calls = [ScriptCall(self._delete, self._keys.both(k), [expected, self._tombstone_ttl_ms]) for k in keys]
+        calls = [
+            ScriptCall(self._delete, self._keys.both(k), [expected, self._tombstone_ttl_ms]) for k in keys
+        ]
         if len(calls) == 1:
             replies = [await self._redis.run(calls[0].script, calls[0].keys, calls[0].args)]
         else:
