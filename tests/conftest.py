@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,25 +29,43 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
+
 from coord_server.app import RunningServer, running
 from coord_server.config import Settings
-from redis.cluster import RedisCluster
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(cluster_bus: bool = False) -> int:
+    """A free loopback port. A cluster node also needs port + 10000 (its bus), so stay below 55535."""
+    if not cluster_bus:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisProcess:
     """One redis-server on 127.0.0.1:<port>, started and stopped by pid (never by name)."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
-        self.port = port or free_port()
+        self.cluster = "--cluster-enabled" in extra
+        self.port = port or free_port(self.cluster)
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.extra = extra
@@ -63,7 +82,15 @@ class RedisProcess:
             "--logfile", str(self.dir / "redis.log"), *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.ping, f"redis-server on port {self.port}")
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server on port {self.port} exited: {log}")
+            return self.ping()
+
+        wait_for(up, f"redis-server on port {self.port}")
         return self
 
     def ping(self) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from .app import serve
 from .config import ConfigError, load_settings
-from .embedded import EmbeddedRedisError
+from .errors import StartupError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,10 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(settings))
-    except EmbeddedRedisError as exc:
-        logging.getLogger("coord_server").error("%s", exc)
-        return 1
-    except OSError as exc:
+    except StartupError as exc:
         logging.getLogger("coord_server").error("cannot start: %s", exc)
         return 1
     return 0

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from . import cache
 from .config import Settings
 from .embedded import EmbeddedRedis
+from .errors import StartupError
 from .health import HealthMonitor
 from .redis import RedisBackend
 
@@ -82,7 +83,13 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
     try:
         redis = RedisBackend.from_url(url, cluster=settings.redis_cluster, timeout=settings.redis_timeout)
         server, monitor = build_server(settings, redis)
-        port = server.add_insecure_port(settings.listen)
+        try:
+            port = server.add_insecure_port(settings.listen)
+        except RuntimeError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.listen}: the address is in use or not available here "
+                "(set COORD_LISTEN or --listen to another host:port)"
+            ) from exc
         await server.start()
         await monitor.start()
         where = "embedded redis-server at " + url if embedded else redis.description

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from .errors import StartupError
+
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (6, 2)
@@ -30,7 +32,7 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
 _PR_SET_PDEATHSIG = 1
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(StartupError):
     """The embedded Redis could not be started; the message says why and what to do."""
 
 

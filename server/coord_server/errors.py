@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+class StartupError(RuntimeError):
+    """The server cannot start (port taken, no redis-server...); the message says what to do."""
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     """One bad request field: ``field`` is its path (``requests[3].ttl``), ``description`` says why."""

@@ -132,7 +132,8 @@ class RedisBackend:
     async def _run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # execute_command: redis-py blocks pipe.evalsha() on clusters, but routes EVALSHA by its keys.
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         replies: list[Any] = list(await pipe.execute(raise_on_error=False))
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
         if missing:
@@ -140,7 +141,7 @@ class RedisBackend:
             retry = self.client.pipeline(transaction=False)
             for i in missing:
                 c = calls[i]
-                retry.eval(c.script.source, len(c.keys), *c.keys, *c.args)
+                retry.execute_command("EVAL", c.script.source, len(c.keys), *c.keys, *c.args)
             for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
         for reply in replies:

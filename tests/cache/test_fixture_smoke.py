@@ -1,4 +1,5 @@
 import grpc
+
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 
