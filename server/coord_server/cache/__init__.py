@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 from ..config import Settings

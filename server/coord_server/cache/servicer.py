@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 from .._grpc import rpc
