@@ -1,0 +1,1 @@
+"""Coord's benchmarks: ``python -m bench`` (``make bench``). See docs/benchmarks.md."""

@@ -1,0 +1,152 @@
+"""``python -m bench`` (``make bench``): every benchmark against its baselines, in one run, interleaved.
+
+The run owns its processes: a private redis-server (no persistence), a real Coord server and the bare
+gRPC echo floor, each a child on a free 127.0.0.1 port, stopped by pid when the run ends. Load comes
+from this process (asyncio, uvloop when installed). The table goes to stdout as Markdown, the rows to
+``bench/results/latest.json``; progress goes to stderr.
+
+A service adds its benchmarks by writing ``bench/<service>.py`` with a ``BENCHMARKS`` tuple and adding
+that module to ``SUITES`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import grpc
+import redis.asyncio as aioredis
+
+from . import cache
+from ._harness import Benchmark, Env, Plan, Row, new_event_loop, progress, table, write_json
+from ._procs import Processes, start_all
+
+SUITES = (cache,)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+QUICK = Plan(duration=0.7, rounds=3, concurrency=(1, 64), warmup=0.3)
+FULL = Plan(duration=3.0, rounds=3, concurrency=(1, 64), warmup=1.0)
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("concurrency levels must be whole numbers >= 1")
+    return levels
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds (well under two minutes in all)")
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help="run only this benchmark or prefix (cache, cache.get)"
+    )
+    parser.add_argument("--duration", type=float, metavar="S", help="seconds per round")
+    parser.add_argument("--rounds", type=int, metavar="N", help="rounds per side (median reported)")
+    parser.add_argument(
+        "--concurrency", type=_levels, nargs="+", metavar="K", help="concurrent callers, e.g. 1,64 or 1 16 64"
+    )
+    parser.add_argument("--json", type=Path, default=RESULTS, metavar="PATH", help="where to write the rows")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    return parser.parse_args(argv)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    base = QUICK if args.quick else FULL
+    levels = tuple(k for group in args.concurrency for k in group) if args.concurrency else base.concurrency
+    duration = args.duration if args.duration is not None else base.duration
+    return Plan(
+        duration=duration,
+        rounds=args.rounds if args.rounds is not None else base.rounds,
+        concurrency=levels,
+        warmup=min(base.warmup, duration),
+    )
+
+
+def _selected(only: list[str] | None) -> list[Benchmark]:
+    every = [b for suite in SUITES for b in suite.BENCHMARKS]
+    if not only:
+        return every
+    return [b for b in every if any(b.name == n or b.name.startswith(n + ".") for n in only)]
+
+
+async def _run(benchmarks: Sequence[Benchmark], plan: Plan, procs: Processes) -> list[Row]:
+    redis = aioredis.Redis.from_url(procs.redis_url)
+    coord = grpc.aio.insecure_channel(procs.coord_target)
+    floor = grpc.aio.insecure_channel(procs.floor_target)
+    try:
+        await asyncio.wait_for(coord.channel_ready(), 10)
+        await asyncio.wait_for(floor.channel_ready(), 10)
+        env = Env(plan, coord, procs.coord.pid, floor, procs.floor.pid, redis, procs.redis.pid)
+        rows: list[Row] = []
+        for bench in benchmarks:
+            progress(f"{bench.name} ...")
+            rows.extend(await bench.run(env))
+        return rows
+    finally:
+        await coord.close(None)
+        await floor.close(None)
+        await redis.aclose()
+
+
+def _describe(plan: Plan, redis_version: str) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{now}; {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}; Python "
+        f"{platform.python_version()}, grpcio {grpc.__version__}, Redis {redis_version}; "
+        f"{plan.rounds} rounds x {plan.duration:g}s per side, "
+        f"concurrency {', '.join(map(str, plan.concurrency))}"
+    )
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwind, so that the children are stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    benchmarks = _selected(args.only)
+    if args.list:
+        print("\n".join(b.name for b in benchmarks))
+        return 0
+    if not benchmarks:
+        print(f"python -m bench: nothing matches --only {' '.join(args.only)}", file=sys.stderr)
+        return 2
+    plan = _plan(args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    with tempfile.TemporaryDirectory(prefix="coord-bench-") as tmp, contextlib.ExitStack() as children:
+        workdir = Path(tmp)
+        try:
+            procs = start_all(workdir, children)
+        except RuntimeError as exc:
+            print(f"python -m bench: {exc}", file=sys.stderr)
+            return 1
+        progress(
+            f"redis-server {procs.redis_version} pid {procs.redis.pid}, "
+            f"Coord pid {procs.coord.pid}, echo floor pid {procs.floor.pid}"
+        )
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            rows = runner.run(_run(benchmarks, plan, procs))
+    print(_describe(plan, procs.redis_version))
+    print()
+    print(table(rows))
+    write_json(rows, args.json)
+    print(f"\nrows written to {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
