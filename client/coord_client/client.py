@@ -1,0 +1,118 @@
+"""``Client`` and ``AsyncClient``: one channel to Coord, one attribute per service.
+
+    from coord_client import Client
+
+    with Client("127.0.0.1:50051", timeout=2.0) as client:
+        client.cache.set("k", b"v", ttl=30)
+
+A service joins the client with one line in each ``__init__`` below (``self.lock = LockAPI(t)``),
+next to ``cache``. Both clients share the channel options, deadlines and retry rules of ``_base``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import grpc
+
+from ._base import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    AsyncTransport,
+    Metadata,
+    Options,
+    RetryPolicy,
+    Transport,
+    async_channel,
+    sync_channel,
+)
+from .cache import AsyncCacheAPI, CacheAPI
+
+
+class Client:
+    """A sync Coord client. Thread-safe; reuse one per process rather than one per call.
+
+    ``timeout`` is the default deadline of every call in seconds (retries included); each method
+    also takes its own ``timeout=``. ``retry`` overrides the backoff of the idempotent methods the
+    service config marks retryable (``NO_RETRY`` turns retries off); other methods are never retried.
+    ``options`` are extra gRPC channel options, ``credentials`` make the channel use TLS, and
+    ``metadata`` is sent with every call.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        options: Options = (),
+        retry: RetryPolicy | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+    ) -> None:
+        self.target = target
+        t = Transport(
+            sync_channel(target, options, credentials), timeout=timeout, retry=retry, metadata=metadata
+        )
+        self._transport = t
+        self.cache = CacheAPI(t)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying channel, for stubs of services this client does not wrap."""
+        return self._transport.channel
+
+    def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio Coord client, with the same arguments and services as :class:`Client`.
+
+    Create it inside the event loop that will use it; close it with ``await client.close()`` or
+    ``async with``.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        options: Options = (),
+        retry: RetryPolicy | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+    ) -> None:
+        self.target = target
+        channel = async_channel(target, options, credentials)
+        t = AsyncTransport(channel, timeout=timeout, retry=retry, metadata=metadata)
+        self._transport = t
+        self.cache = AsyncCacheAPI(t)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying channel, for stubs of services this client does not wrap."""
+        return self._transport.channel
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+__all__ = ["AsyncClient", "Client"]
