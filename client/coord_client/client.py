@@ -27,6 +27,7 @@ from ._base import (
     sync_channel,
 )
 from .cache import AsyncCacheAPI, CacheAPI
+from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
 
 
 class Client:
@@ -55,6 +56,8 @@ class Client:
         )
         self._transport = t
         self.cache = CacheAPI(t)
+        self.ratelimit = RateLimitAPI(t)
+        self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
 
     @property
     def channel(self) -> grpc.Channel:
@@ -96,6 +99,8 @@ class AsyncClient:
         t = AsyncTransport(channel, timeout=timeout, retry=retry, metadata=metadata)
         self._transport = t
         self.cache = AsyncCacheAPI(t)
+        self.ratelimit = AsyncRateLimitAPI(t)
+        self.limit = self.ratelimit.limit
 
     @property
     def channel(self) -> grpc.aio.Channel:

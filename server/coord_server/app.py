@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import cache
+from . import cache, ratelimit
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .errors import StartupError
@@ -29,7 +29,10 @@ log = logging.getLogger("coord_server")
 
 # Every service registers itself through one function: (server, redis, settings) -> full service name.
 ServiceInstaller = Callable[[grpc.aio.Server, RedisBackend, Settings], str]
-SERVICES: tuple[ServiceInstaller, ...] = (cache.add_to_server,)
+SERVICES: tuple[ServiceInstaller, ...] = (
+    cache.add_to_server,
+    ratelimit.add_to_server,
+)
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -114,6 +117,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, ratelimit.reload_policies)
     async with running(settings):
         await stop.wait()
 

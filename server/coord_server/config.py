@@ -70,7 +70,30 @@ class Settings:
     default_ttl: float = 3600.0
     tombstone_ttl: float = 3600.0  # how long a deleted cache key remembers its last version
     tenant: str = "default"
+    ratelimit_policies: str = ""  # path of the rate limit policy file (YAML); empty: no named policies
+    ratelimit_timeout: float = 0.25  # longest wait for Redis in a rate limit Check before failing open/closed
+    session_max_attributes_bytes: int = 64 * 1024  # names plus values of one session's attributes
+    session_default_idle: float = 1800.0  # idle (sliding) timeout when Create gives none
+    session_default_absolute: float = 12 * 3600.0  # absolute timeout when Create gives none
+    session_touch_interval: float = 60.0  # a touch rewrites Redis at most this often (or idle/20)
+    session_default_grace: float = 30.0  # how long a rotated-out token keeps working by default
+    session_max_grace: float = 300.0  # longest grace a Rotate may ask for
+    session_max_per_subject: int = 1000  # highest max_sessions a Create may ask for
+    session_tombstone_ttl: float = 300.0  # how long an ended session still reports why it ended
 
+    events_max_length: int = 100_000  # approximate most events one topic keeps
+    events_max_age: float = 7 * 86400.0  # longest time an event is kept; also an idle topic's lifetime
+    events_dedup_window: float = 120.0  # how long a publish dedup_id is remembered
+    events_heartbeat: float = 5.0  # default silence before a subscription gets a Progress frame
+    events_subscriber_buffer: int = 1000  # events buffered per subscriber before it is ended as too slow
+    events_pattern_refresh: float = 1.0  # how often pattern subscriptions look for new topics
+    events_ack_timeout: float = 30.0  # default time a consumed event may stay unacknowledged
+    events_max_deliveries: int = 5  # default deliveries before an event is dead-lettered
+    lock_default_ttl: float = 30.0  # lease of a lock grant when the request gives no TTL
+    lock_history: float = 600.0  # how long ended lock grants are remembered (Release/Extend outcomes)
+    lock_waiter_ttl: float = 3.0  # a waiting Acquire whose server stops heartbeating leaves the queue after this
+    lock_waiter_heartbeat: float = 1.0  # how often a server renews its waiters (must be below lock_waiter_ttl)
+    lock_fallback: float = 5.0  # longest a waiter sleeps without a wake-up before it looks again
     @property
     def embedded(self) -> bool:
         return not self.redis_url
@@ -122,6 +145,89 @@ _SPEC: dict[str, tuple[str, str, str]] = {
     "max_ttl": ("COORD_MAX_TTL", "--max-ttl", "longest TTL accepted"),
     "default_ttl": ("COORD_DEFAULT_TTL", "--default-ttl", "TTL used when a request gives none"),
     "tombstone_ttl": ("COORD_TOMBSTONE_TTL", "--tombstone-ttl", "how long deleted keys keep their version"),
+    "ratelimit_policies": (
+        "COORD_RATELIMIT_POLICIES",
+        "--ratelimit-policies",
+        "rate limit policy file (YAML), reloaded on SIGHUP",
+    ),
+    "ratelimit_timeout": (
+        "COORD_RATELIMIT_TIMEOUT",
+        "--ratelimit-timeout",
+        "longest wait for Redis in a rate limit check before its rules fail open or closed",
+    ),
+    "session_max_attributes_bytes": (
+        "COORD_SESSION_MAX_ATTRIBUTES_SIZE",
+        "--session-max-attributes-size",
+        "largest total of one session's attribute names and values",
+    ),
+    "session_default_idle": ("COORD_SESSION_IDLE", "--session-idle", "default session idle timeout"),
+    "session_default_absolute": (
+        "COORD_SESSION_ABSOLUTE",
+        "--session-absolute",
+        "default session absolute timeout",
+    ),
+    "session_touch_interval": (
+        "COORD_SESSION_TOUCH_INTERVAL",
+        "--session-touch-interval",
+        "longest time a session touch may be skipped (throttle)",
+    ),
+    "session_default_grace": (
+        "COORD_SESSION_GRACE",
+        "--session-grace",
+        "default time a rotated-out session token keeps working",
+    ),
+    "session_max_grace": ("COORD_SESSION_MAX_GRACE", "--session-max-grace", "longest rotation grace"),
+    "session_max_per_subject": (
+        "COORD_SESSION_MAX_PER_SUBJECT",
+        "--session-max-per-subject",
+        "highest per-subject session limit a Create may ask for",
+    ),
+    "session_tombstone_ttl": (
+        "COORD_SESSION_TOMBSTONE_TTL",
+        "--session-tombstone-ttl",
+        "how long an ended session still reports why it ended",
+    ),
+    "events_max_length": ("COORD_EVENTS_MAX_LENGTH", "--events-max-length", "most events one topic keeps"),
+    "events_max_age": ("COORD_EVENTS_MAX_AGE", "--events-max-age", "longest time an event is kept"),
+    "events_dedup_window": (
+        "COORD_EVENTS_DEDUP_WINDOW",
+        "--events-dedup-window",
+        "how long a publish dedup id is remembered",
+    ),
+    "events_heartbeat": ("COORD_EVENTS_HEARTBEAT", "--events-heartbeat", "default Progress interval"),
+    "events_subscriber_buffer": (
+        "COORD_EVENTS_SUBSCRIBER_BUFFER",
+        "--events-subscriber-buffer",
+        "events buffered per subscriber before it is ended as too slow",
+    ),
+    "events_pattern_refresh": (
+        "COORD_EVENTS_PATTERN_REFRESH",
+        "--events-pattern-refresh",
+        "how often pattern subscriptions look for new topics",
+    ),
+    "events_ack_timeout": ("COORD_EVENTS_ACK_TIMEOUT", "--events-ack-timeout", "default Consume ack timeout"),
+    "events_max_deliveries": (
+        "COORD_EVENTS_MAX_DELIVERIES",
+        "--events-max-deliveries",
+        "default deliveries before an event is dead-lettered",
+    ),
+    "lock_default_ttl": ("COORD_LOCK_DEFAULT_TTL", "--lock-default-ttl", "lock lease when a request gives none"),
+    "lock_history": ("COORD_LOCK_HISTORY", "--lock-history", "how long ended lock grants are remembered"),
+    "lock_waiter_ttl": (
+        "COORD_LOCK_WAITER_TTL",
+        "--lock-waiter-ttl",
+        "how long the queue entry of a lock waiter outlives its server's last heartbeat",
+    ),
+    "lock_waiter_heartbeat": (
+        "COORD_LOCK_WAITER_HEARTBEAT",
+        "--lock-waiter-heartbeat",
+        "how often a server renews its lock waiters' queue entries",
+    ),
+    "lock_fallback": (
+        "COORD_LOCK_FALLBACK",
+        "--lock-fallback",
+        "longest a lock waiter sleeps without a wake-up before it looks again",
+    ),
 }
 
 _DURATIONS = {
@@ -132,8 +238,26 @@ _DURATIONS = {
     "max_ttl",
     "default_ttl",
     "tombstone_ttl",
+    "ratelimit_timeout",
+    "session_default_idle",
+    "session_default_absolute",
+    "session_touch_interval",
+    "session_default_grace",
+    "session_max_grace",
+    "session_tombstone_ttl",
+    "events_max_age",
+    "events_dedup_window",
+    "events_heartbeat",
+    "events_pattern_refresh",
+    "events_ack_timeout",
+    "lock_default_ttl",
+    "lock_history",
+    "lock_waiter_ttl",
+    "lock_waiter_heartbeat",
+    "lock_fallback",
 }
-_SIZES = {"max_message_bytes", "max_value_bytes", "max_key_bytes"}
+_SIZES = {"max_message_bytes", "max_value_bytes", "max_key_bytes", "session_max_attributes_bytes"}
+_EVENTS_INTS = {"events_max_length", "events_subscriber_buffer", "events_max_deliveries"}
 
 
 def _convert(name: str, raw: str, label: str) -> object:
@@ -141,7 +265,7 @@ def _convert(name: str, raw: str, label: str) -> object:
         return parse_duration(raw, label)
     if name in _SIZES:
         return parse_size(raw, label)
-    if name == "max_batch":
+    if name in ("max_batch", "session_max_per_subject") or name in _EVENTS_INTS:
         try:
             return int(raw)
         except ValueError:

@@ -1,0 +1,414 @@
+# ruff: noqa: ASYNC109  (``timeout`` is the gRPC deadline of a call, passed on to grpc.aio)
+"""The RateLimit service: :class:`RateLimitAPI` (sync) and :class:`AsyncRateLimitAPI` (asyncio).
+
+Both share the request builders and response parsers below; only the sending differs. A denial is a
+:class:`Decision` with ``allowed`` False (it is falsy), not an exception; the ``limited`` form raises
+:class:`RateLimited` instead. Times are seconds (``float``).
+
+    with Client() as client:
+        decision = client.limit("user:42", rate="100/m", burst=20)
+        if not decision:
+            print("retry in", decision.retry_after, "s")
+
+        with client.ratelimit.limited("login:alice", rate="5/15m", algorithm="fixed_window"):
+            ...                                   # raises RateLimited(retry_after=...) when denied
+
+        @client.ratelimit.limited("user:{user_id}", rate="10/s")
+        def handle(user_id: int) -> None: ...
+
+        client.ratelimit.check(                   # several limits, decided atomically
+            Limit("user:42", rate="10/s"), Limit("org:7", rate="1000/m"), scope="org:7"
+        )
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from google.protobuf import duration_pb2
+
+from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+
+from ._base import AsyncTransport, Transport
+
+SERVICE = "coord.ratelimit.v1.RateLimitService"
+_M = f"/{SERVICE}/"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ALGORITHMS = {
+    "token_bucket": ratelimit_pb2.ALGORITHM_TOKEN_BUCKET,
+    "sliding_window": ratelimit_pb2.ALGORITHM_SLIDING_WINDOW,
+    "sliding_log": ratelimit_pb2.ALGORITHM_SLIDING_LOG,
+    "fixed_window": ratelimit_pb2.ALGORITHM_FIXED_WINDOW,
+}
+_ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
+_FAILURE_MODES = {"closed": ratelimit_pb2.FAILURE_MODE_CLOSED, "open": ratelimit_pb2.FAILURE_MODE_OPEN}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_rate(rate: str) -> tuple[int, float]:
+    """``"100/m"`` -> (100, 60.0); also ``"10/s"``, ``"5/15m"``, ``"3/2.5s"``, ``"1000/d"``."""
+    match = _RATE.match(rate)
+    if not match:
+        raise ValueError(f"rate {rate!r} is not LIMIT/PERIOD (examples: 10/s, 100/m, 5/15m, 1000/d)")
+    seconds = float(match.group(2) or 1) * _UNIT_SECONDS[match.group(3)]
+    return int(match.group(1)), seconds
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One descriptor of a check: ``key`` under an inline rule (``rate``) or a named ``policy``.
+
+    ``rate`` is ``"LIMIT/PERIOD"`` (see :func:`parse_rate`); ``burst`` applies to the token bucket
+    only; ``algorithm`` is one of :data:`ALGORITHMS`; ``on_backend_error`` is ``"closed"`` (deny when
+    Redis is unavailable, the default) or ``"open"``; ``cost`` overrides the check's cost.
+    """
+
+    key: str
+    rate: str | None = None
+    burst: int = 0
+    algorithm: str = "token_bucket"
+    policy: str | None = None
+    on_backend_error: str = "closed"
+    name: str = ""
+    cost: int = 0
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+def _descriptor(limit: Limit) -> ratelimit_pb2.Descriptor:
+    if not isinstance(limit.key, str):
+        raise TypeError(f"key must be a str, not {type(limit.key).__name__}")
+    if (limit.rate is None) == (limit.policy is None):
+        raise ValueError(f"limit {limit.key!r}: give exactly one of rate= or policy=")
+    if limit.policy is not None:
+        return ratelimit_pb2.Descriptor(key=limit.key, policy=limit.policy, cost=limit.cost)
+    if limit.algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)} (got {limit.algorithm!r})")
+    if limit.on_backend_error not in _FAILURE_MODES:
+        raise ValueError(f"on_backend_error must be 'closed' or 'open' (got {limit.on_backend_error!r})")
+    assert limit.rate is not None
+    count, seconds = parse_rate(limit.rate)
+    rule = ratelimit_pb2.Rule(
+        algorithm=ALGORITHMS[limit.algorithm],
+        limit=count,
+        period=_duration(seconds),
+        burst=limit.burst,
+        on_backend_error=_FAILURE_MODES[limit.on_backend_error],
+        name=limit.name,
+    )
+    return ratelimit_pb2.Descriptor(key=limit.key, rule=rule, cost=limit.cost)
+
+
+def _check_request(
+    limits: tuple[Limit, ...], cost: int, dry_run: bool, independent: bool, scope: str
+) -> ratelimit_pb2.CheckRequest:
+    if not limits:
+        raise ValueError("check needs at least one Limit")
+    return ratelimit_pb2.CheckRequest(
+        descriptors=[_descriptor(x) for x in limits],
+        cost=cost,
+        dry_run=dry_run,
+        mode=ratelimit_pb2.MODE_INDEPENDENT if independent else ratelimit_pb2.MODE_ALL_OR_NOTHING,
+        scope=scope,
+    )
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """The decision for one :class:`Limit`; durations in seconds (millisecond precision)."""
+
+    key: str
+    name: str
+    algorithm: str
+    allowed: bool
+    consumed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+    period: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision for a check; truthy when allowed. ``headers`` holds ready-made IETF
+    ``RateLimit`` and ``RateLimit-Policy`` HTTP header values."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+    statuses: list[LimitStatus]
+    headers: dict[str, str]
+    backend_unavailable: bool
+    decide_time: datetime | None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+class RateLimited(Exception):
+    """Raised by the ``limited`` forms when a check denies; ``retry_after`` is in seconds."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.retry_after = decision.retry_after
+        denied = ", ".join(s.key for s in decision.statuses if not s.allowed)
+        super().__init__(f"rate limited ({denied}); retry after {decision.retry_after:g}s")
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return float(duration.ToMilliseconds()) / 1000
+
+
+def _decision(response: ratelimit_pb2.CheckResponse) -> Decision:
+    headers = {}
+    if response.ratelimit_header:
+        headers["RateLimit"] = response.ratelimit_header
+    if response.ratelimit_policy_header:
+        headers["RateLimit-Policy"] = response.ratelimit_policy_header
+    return Decision(
+        allowed=response.allowed,
+        limit=response.limit,
+        remaining=response.remaining,
+        reset_after=_seconds(response.reset_after),
+        retry_after=_seconds(response.retry_after),
+        statuses=[
+            LimitStatus(
+                key=s.key,
+                name=s.name,
+                algorithm=_ALGORITHM_NAMES.get(s.algorithm, "unknown"),
+                allowed=s.allowed,
+                consumed=s.consumed,
+                limit=s.limit,
+                remaining=s.remaining,
+                reset_after=_seconds(s.reset_after),
+                retry_after=_seconds(s.retry_after),
+                period=_seconds(s.period),
+            )
+            for s in response.statuses
+        ],
+        headers=headers,
+        backend_unavailable=response.backend_unavailable,
+        decide_time=response.decide_time.ToDatetime(tzinfo=UTC) if response.HasField("decide_time") else None,
+    )
+
+
+def _key_for(template: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str:
+    """``template`` formatted with ``fn``'s bound arguments (``"user:{user_id}"``)."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return template.format(**bound.arguments)
+
+
+# ---------------------------------------------------------------- sync
+
+
+class RateLimitAPI:
+    """Sync access to ``coord.ratelimit.v1.RateLimitService``; reached as ``Client(...).ratelimit``.
+
+    Checks are never retried by the client (a retry could consume twice). Failures raise
+    :class:`coord_client.CoordError` subclasses; bad arguments raise ValueError or TypeError before
+    anything is sent.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+        self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(transport.channel)
+
+    def check(
+        self,
+        *limits: Limit,
+        cost: int = 1,
+        dry_run: bool = False,
+        independent: bool = False,
+        scope: str = "",
+        timeout: float | None = None,
+    ) -> Decision:
+        """Decide ``limits`` in one atomic step. All-or-nothing over several keys needs a ``scope``."""
+        request = _check_request(limits, cost, dry_run, independent, scope)
+        return _decision(self._t.call(self._stub.Check, _M + "Check", request, timeout))
+
+    def limit(
+        self,
+        key: str,
+        rate: str | None = None,
+        *,
+        burst: int = 0,
+        algorithm: str = "token_bucket",
+        policy: str | None = None,
+        on_backend_error: str = "closed",
+        cost: int = 1,
+        dry_run: bool = False,
+        scope: str = "",
+        timeout: float | None = None,
+    ) -> Decision:
+        """Check one key: ``client.limit("user:42", rate="100/m", burst=20)``."""
+        one = Limit(key, rate, burst, algorithm, policy, on_backend_error)
+        return self.check(one, cost=cost, dry_run=dry_run, scope=scope, timeout=timeout)
+
+    def reset(self, key: str, *, scope: str = "", timeout: float | None = None) -> bool:
+        """Clear ``key``'s state; True when it had any."""
+        request = ratelimit_pb2.ResetRequest(key=key, scope=scope)
+        return self._t.call(self._stub.Reset, _M + "Reset", request, timeout).existed
+
+    def limited(self, key: str, rate: str | None = None, **options: Any) -> Limited:
+        """A context manager and decorator that raises :class:`RateLimited` when denied.
+
+        As a decorator, ``key`` may be a ``str.format`` template over the function's parameters.
+        ``options`` are those of :meth:`limit`.
+        """
+        return Limited(self, key, rate, options)
+
+
+class Limited:
+    """What :meth:`RateLimitAPI.limited` returns: ``with`` it, or decorate a function with it."""
+
+    def __init__(self, api: RateLimitAPI, key: str, rate: str | None, options: dict[str, Any]) -> None:
+        self._api, self._key, self._rate, self._options = api, key, rate, options
+        self.decision: Decision | None = None
+
+    def _enforce(self, key: str) -> Decision:
+        decision = self._api.limit(key, self._rate, **self._options)
+        if not decision:
+            raise RateLimited(decision)
+        return decision
+
+    def __enter__(self) -> Decision:
+        self.decision = self._enforce(self._key)
+        return self.decision
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            self._enforce(_key_for(self._key, fn, args, kwargs))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+
+# ---------------------------------------------------------------- async
+
+
+class AsyncRateLimitAPI:
+    """Asyncio access to ``coord.ratelimit.v1.RateLimitService``; reached as ``AsyncClient(...).ratelimit``.
+
+    The same methods, arguments and results as :class:`RateLimitAPI`, as coroutines.
+    """
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+        self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(transport.channel)
+
+    async def check(
+        self,
+        *limits: Limit,
+        cost: int = 1,
+        dry_run: bool = False,
+        independent: bool = False,
+        scope: str = "",
+        timeout: float | None = None,
+    ) -> Decision:
+        """Decide ``limits`` in one atomic step (see :meth:`RateLimitAPI.check`)."""
+        request = _check_request(limits, cost, dry_run, independent, scope)
+        return _decision(await self._t.call(self._stub.Check, _M + "Check", request, timeout))
+
+    async def limit(
+        self,
+        key: str,
+        rate: str | None = None,
+        *,
+        burst: int = 0,
+        algorithm: str = "token_bucket",
+        policy: str | None = None,
+        on_backend_error: str = "closed",
+        cost: int = 1,
+        dry_run: bool = False,
+        scope: str = "",
+        timeout: float | None = None,
+    ) -> Decision:
+        """Check one key: ``await client.limit("user:42", rate="100/m", burst=20)``."""
+        one = Limit(key, rate, burst, algorithm, policy, on_backend_error)
+        return await self.check(one, cost=cost, dry_run=dry_run, scope=scope, timeout=timeout)
+
+    async def reset(self, key: str, *, scope: str = "", timeout: float | None = None) -> bool:
+        """Clear ``key``'s state; True when it had any."""
+        request = ratelimit_pb2.ResetRequest(key=key, scope=scope)
+        return (await self._t.call(self._stub.Reset, _M + "Reset", request, timeout)).existed
+
+    def limited(self, key: str, rate: str | None = None, **options: Any) -> AsyncLimited:
+        """``async with`` it, or decorate a coroutine function; raises :class:`RateLimited` when denied."""
+        return AsyncLimited(self, key, rate, options)
+
+
+class AsyncLimited:
+    """What :meth:`AsyncRateLimitAPI.limited` returns."""
+
+    def __init__(self, api: AsyncRateLimitAPI, key: str, rate: str | None, options: dict[str, Any]) -> None:
+        self._api, self._key, self._rate, self._options = api, key, rate, options
+        self.decision: Decision | None = None
+
+    async def _enforce(self, key: str) -> Decision:
+        decision = await self._api.limit(key, self._rate, **self._options)
+        if not decision:
+            raise RateLimited(decision)
+        return decision
+
+    async def __aenter__(self) -> Decision:
+        self.decision = await self._enforce(self._key)
+        return self.decision
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            await self._enforce(_key_for(self._key, fn, args, kwargs))
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+
+__all__ = [
+    "ALGORITHMS",
+    "SERVICE",
+    "AsyncLimited",
+    "AsyncRateLimitAPI",
+    "Decision",
+    "Limit",
+    "LimitStatus",
+    "Limited",
+    "RateLimitAPI",
+    "RateLimited",
+    "parse_rate",
+]

@@ -1,0 +1,187 @@
+"""Named rate limit policies from a YAML file, loaded at start and reloaded on SIGHUP.
+
+The file looks like this (``period`` takes 250ms, 5s, 2m, 1h, 1d or a number of seconds)::
+
+    policies:
+      login:                      # a name: 1-64 of A-Z a-z 0-9 _ . : -
+        algorithm: fixed_window   # token_bucket (default) | sliding_window | sliding_log | fixed_window
+        limit: 5
+        period: 15m
+      api:
+        limit: 100
+        period: 1m
+        burst: 20                 # token bucket only; default = limit
+        on_backend_error: open    # closed (default) | open
+
+A reload swaps one immutable mapping, so requests in flight keep the policies they resolved and none is
+dropped. A file that does not parse or holds an invalid policy is refused as a whole with a message
+naming the file and line, and the previous policies stay in force.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ..config import ConfigError, parse_duration
+from ..errors import InvalidArgument
+from .rules import Algorithm, FailureMode, Rule, check_name, make_rule
+
+log = logging.getLogger(__name__)
+
+_ALGORITHMS = {a.name.lower(): a for a in Algorithm}
+_FAILURE_MODES = {m.name.lower(): m for m in FailureMode}
+_FIELDS = {"algorithm", "limit", "period", "burst", "on_backend_error"}
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the file and line."""
+
+
+def parse_policies(text: str, source: str) -> Mapping[str, Rule]:
+    """Parse a policy file's text; ``source`` names it in error messages."""
+
+    def fail(node: yaml.Node | None, message: str) -> PolicyError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return PolicyError(f"{source}:{line}: {message}")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise PolicyError(f"{source}:{line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
+    if root is None:
+        return MappingProxyType({})
+    top = _mapping(root, fail, "the file must be a mapping with a 'policies' key")
+    policies_node: yaml.Node | None = None
+    for key, value in top:
+        if key.value != "policies":
+            raise fail(key, f"unknown top-level key {key.value!r} (expected 'policies')")
+        policies_node = value
+    if policies_node is None or _is_null(policies_node):
+        return MappingProxyType({})
+    rules: dict[str, Rule] = {}
+    for name_node, body in _mapping(policies_node, fail, "'policies' must map names to policies"):
+        name = name_node.value
+        try:
+            check_name("name", name)
+        except InvalidArgument as exc:
+            raise fail(name_node, f"policy name {name!r}: {exc.violations[0].description}") from None
+        if name in rules:
+            raise fail(name_node, f"policy {name!r} is defined twice")
+        rules[name] = _rule(name, body, fail)
+    return MappingProxyType(rules)
+
+
+def _rule(name: str, body: yaml.Node, fail: Any) -> Rule:
+    values: dict[str, Any] = {}
+    nodes: dict[str, yaml.Node] = {}
+    for key, value in _mapping(body, fail, f"policy {name!r} must be a mapping of fields"):
+        field = key.value
+        if field not in _FIELDS:
+            raise fail(key, f"policy {name!r}: unknown field {field!r} (known: {', '.join(sorted(_FIELDS))})")
+        if field in values:
+            raise fail(key, f"policy {name!r}: field {field!r} is given twice")
+        values[field] = _scalar(value)
+        nodes[field] = value
+    for required in ("limit", "period"):
+        if required not in values:
+            raise fail(body, f"policy {name!r}: {required!r} is required")
+
+    def number(field: str) -> int:
+        value = values.get(field, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(nodes[field], f"policy {name!r}: {field} must be a whole number (got {value!r})")
+        return value
+
+    def choice(field: str, options: Mapping[str, int]) -> int:
+        if field not in values:
+            return 0
+        value = str(values[field]).lower()
+        if value not in options:
+            raise fail(nodes[field], f"policy {name!r}: {field} must be one of {', '.join(options)}")
+        return options[value]
+
+    try:
+        seconds = parse_duration(str(values["period"]), "period")
+    except ConfigError as exc:
+        raise fail(nodes["period"], f"policy {name!r}: {exc}") from None
+    try:
+        return make_rule(
+            "",
+            algorithm=choice("algorithm", _ALGORITHMS),
+            limit=number("limit"),
+            period_ms=round(seconds * 1000),
+            burst=number("burst"),
+            on_backend_error=choice("on_backend_error", _FAILURE_MODES),
+            name=name,
+        )
+    except InvalidArgument as exc:
+        field = exc.violations[0].field
+        raise fail(nodes.get(field, body), f"policy {name!r}: {exc.message}") from None
+
+
+def _mapping(node: yaml.Node, fail: Any, message: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise fail(node, message)
+    pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise fail(key, "keys must be plain names")
+        pairs.append((key, value))
+    return pairs
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
+        return f"a {kind}"  # refused by the field's own check
+    return yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+
+
+class PolicyRegistry:
+    """The policies in force. ``reload`` replaces them only with a file that is valid as a whole."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._policies: Mapping[str, Rule] = MappingProxyType({})
+        if path:
+            self._policies = self._read()
+
+    def get(self, name: str) -> Rule | None:
+        return self._policies.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._policies)
+
+    def reload(self) -> bool:
+        """Re-read the file; on any error log it, keep the current policies and return False."""
+        if not self.path:
+            return True
+        try:
+            policies = self._read()
+        except PolicyError as exc:
+            log.error("rate limit policies NOT reloaded, the previous ones stay in force: %s", exc)
+            return False
+        self._policies = policies
+        log.info("rate limit policies reloaded from %s: %d policies", self.path, len(policies))
+        return True
+
+    def _read(self) -> Mapping[str, Rule]:
+        try:
+            text = Path(self.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{self.path}: cannot be read: {exc}") from None
+        return parse_policies(text, self.path)

@@ -1,0 +1,172 @@
+"""RateLimitService transport: proto -> validated Items -> store -> proto. No Redis calls here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+
+from .._grpc import rpc
+from .._proto import duration_ms, timestamp_ms
+from ..errors import invalid
+from ..validation import Limits
+from . import headers
+from .policies import PolicyRegistry
+from .rules import Rule, make_rule
+from .store import Decision, Item, RateLimitStore, Status
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+_MODE_INDEPENDENT = ratelimit_pb2.MODE_INDEPENDENT
+_KNOWN_MODES = (ratelimit_pb2.MODE_UNSPECIFIED, ratelimit_pb2.MODE_ALL_OR_NOTHING, _MODE_INDEPENDENT)
+
+
+@dataclass(frozen=True)
+class _Named:
+    item: Item
+    name: str
+
+
+class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
+    def __init__(self, store: RateLimitStore, policies: PolicyRegistry, limits: Limits) -> None:
+        self._store = store
+        self._policies = policies
+        self._limits = limits
+
+    @rpc
+    async def Check(self, request: ratelimit_pb2.CheckRequest, context: Ctx) -> ratelimit_pb2.CheckResponse:
+        self._limits.batch("descriptors", len(request.descriptors))
+        if request.mode not in _KNOWN_MODES:
+            raise invalid("mode", f"{request.mode} is not a known mode")
+        independent = request.mode == _MODE_INDEPENDENT
+        if request.cost < 0:
+            raise invalid("cost", f"must not be negative (got {request.cost})")
+        cost = request.cost or 1
+        scope = self._limits.key("scope", request.scope) if request.scope else ""
+        named = [self._item(i, d, cost) for i, d in enumerate(request.descriptors)]
+        seen: dict[tuple[str, str, int], int] = {}
+        for i, n in enumerate(named):
+            identity = (scope or n.item.key, n.item.key, int(n.item.rule.algorithm))
+            if identity in seen:
+                raise invalid(
+                    f"descriptors[{i}].key",
+                    f"repeats descriptors[{seen[identity]}] (same key, scope and algorithm share one state)",
+                )
+            seen[identity] = i
+        scopes = {scope or n.item.key for n in named}
+        if not independent and len(scopes) > 1:
+            raise invalid(
+                "scope",
+                f"an all-or-nothing check of {len(named)} descriptors with different keys needs one scope "
+                "so that one atomic script can decide them; set scope, or use MODE_INDEPENDENT",
+                reason="RATELIMIT_SCOPE_REQUIRED",
+            )
+        decision = await self._store.check(
+            [n.item for n in named], scope=scope, dry_run=request.dry_run, independent=independent
+        )
+        return _check_response(named, decision)
+
+    @rpc
+    async def Reset(self, request: ratelimit_pb2.ResetRequest, context: Ctx) -> ratelimit_pb2.ResetResponse:
+        key = self._limits.key("key", request.key)
+        scope = self._limits.key("scope", request.scope) if request.scope else ""
+        return ratelimit_pb2.ResetResponse(existed=await self._store.reset(scope, key))
+
+    def _item(self, index: int, descriptor: ratelimit_pb2.Descriptor, request_cost: int) -> _Named:
+        prefix = f"descriptors[{index}]."
+        key = self._limits.key(prefix + "key", descriptor.key)
+        source = descriptor.WhichOneof("rule_source")
+        if source == "rule":
+            rule = _rule(prefix + "rule.", descriptor.rule)
+            name = rule.name or f"d{index}"
+        elif source == "policy":
+            policy = descriptor.policy
+            if not policy:
+                raise invalid(prefix + "policy", "must not be empty")
+            found = self._policies.get(policy)
+            if found is None:
+                raise invalid(
+                    prefix + "policy",
+                    f"no policy named {policy!r} is loaded",
+                    reason="RATELIMIT_UNKNOWN_POLICY",
+                    policy=policy,
+                )
+            rule, name = found, policy
+        else:
+            raise invalid(prefix + "rule", "set either an inline rule or a policy name")
+        if descriptor.cost < 0:
+            raise invalid(prefix + "cost", f"must not be negative (got {descriptor.cost})")
+        cost = descriptor.cost or request_cost
+        if cost > rule.capacity:
+            field = prefix + "cost" if descriptor.cost else "cost"
+            raise invalid(
+                field,
+                f"{cost} exceeds the rule's capacity of {rule.capacity}, so it could never be allowed",
+                reason="RATELIMIT_COST_TOO_HIGH",
+                cost=str(cost),
+                capacity=str(rule.capacity),
+            )
+        return _Named(Item(key, rule, cost), name)
+
+
+def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
+    return make_rule(
+        prefix,
+        algorithm=int(r.algorithm),
+        limit=r.limit,
+        period_ms=duration_ms(prefix + "period", r.period),
+        burst=r.burst,
+        on_backend_error=int(r.on_backend_error),
+        name=r.name,
+    )
+
+
+def _duration_us(micros: int) -> duration_pb2.Duration:
+    """A Duration of ``micros`` rounded up to whole milliseconds."""
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(-(-micros // 1000))
+    return duration
+
+
+def _status_pb(named: _Named, status: Status) -> ratelimit_pb2.DescriptorStatus:
+    rule = named.item.rule
+    period = duration_pb2.Duration()
+    period.FromMilliseconds(rule.period_ms)
+    return ratelimit_pb2.DescriptorStatus(
+        key=named.item.key,
+        name=named.name,
+        algorithm=int(rule.algorithm),  # type: ignore[arg-type]
+        allowed=status.allowed,
+        consumed=status.consumed,
+        limit=rule.limit,
+        remaining=status.remaining,
+        reset_after=_duration_us(status.reset_after_us),
+        retry_after=_duration_us(status.retry_after_us),
+        period=period,
+    )
+
+
+def _check_response(named: list[_Named], decision: Decision) -> ratelimit_pb2.CheckResponse:
+    statuses = decision.statuses
+    binding = min(range(len(statuses)), key=lambda i: statuses[i].remaining)
+    retry_us = max((s.retry_after_us for s in statuses if not s.allowed), default=0)
+    items = [
+        headers.HeaderItem(n.name, n.item.rule.limit, n.item.rule.period_ms, s.remaining, s.reset_after_us)
+        for n, s in zip(named, statuses, strict=True)
+    ]
+    return ratelimit_pb2.CheckResponse(
+        allowed=decision.allowed,
+        limit=named[binding].item.rule.limit,
+        remaining=statuses[binding].remaining,
+        reset_after=_duration_us(statuses[binding].reset_after_us),
+        retry_after=_duration_us(retry_us),
+        statuses=[_status_pb(n, s) for n, s in zip(named, statuses, strict=True)],
+        ratelimit_header="" if decision.backend_unavailable else headers.ratelimit(items),
+        ratelimit_policy_header=headers.ratelimit_policy(items),
+        backend_unavailable=decision.backend_unavailable,
+        decide_time=timestamp_ms(decision.now_us // 1000),
+    )

@@ -1,0 +1,123 @@
+"""Rate limit domain logic: runs check.lua and reset.lua, returns dataclasses. No gRPC in here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BackendUnavailable
+from ..redis import RedisBackend, ScriptArg, ScriptCall
+from ..scripts import ScriptSet
+from .keys import RateLimitKeys
+from .rules import Algorithm, FailureMode, Rule
+
+log = logging.getLogger(__name__)
+
+_DRY_RUN = 1
+_INDEPENDENT = 2
+BACKEND_RETRY_US = 1_000_000  # the retry_after a closed rule reports when Redis could not decide
+
+
+@dataclass(frozen=True)
+class Item:
+    """One validated descriptor: what to limit, under which rule, at what cost (1 <= cost <= capacity)."""
+
+    key: str
+    rule: Rule
+    cost: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """The decision for one Item; times in microseconds by the Redis clock."""
+
+    allowed: bool
+    consumed: bool
+    remaining: int
+    reset_after_us: int
+    retry_after_us: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision for a whole Check: one Status per Item, in order."""
+
+    statuses: list[Status]
+    now_us: int  # Redis TIME of the decision; 0 when backend_unavailable
+    backend_unavailable: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return all(s.allowed for s in self.statuses)
+
+
+class RateLimitStore:
+    """Atomic rate limit decisions on Redis. Inputs are already validated by the caller.
+
+    ``timeout`` bounds every Check's wait for Redis (below the backend's own timeout): when it runs
+    out, or Redis is unavailable, each rule's failure mode decides instead, so a Check never hangs.
+    """
+
+    def __init__(self, redis: RedisBackend, scripts: ScriptSet, keys: RateLimitKeys, timeout: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._timeout = timeout
+        self._check = scripts["check"]
+        self._reset = scripts["reset"]
+
+    async def check(self, items: Sequence[Item], *, scope: str, dry_run: bool, independent: bool) -> Decision:
+        """Decide ``items``. Items of one scope are decided by one atomic script.
+
+        All-or-nothing (``independent`` false) needs every item in one scope: the caller checks that.
+        """
+        flags = (_DRY_RUN if dry_run else 0) | (_INDEPENDENT if independent else 0)
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(scope or item.key, []).append(index)
+        if not independent and len(groups) > 1:
+            raise AssertionError("all-or-nothing over several scopes is refused by the servicer")
+        calls = [self._check_call(group_scope, [items[i] for i in indexes], flags)
+                 for group_scope, indexes in groups.items()]  # fmt: skip
+        try:
+            replies = await asyncio.wait_for(self._run(calls), self._timeout)
+        except (TimeoutError, BackendUnavailable) as exc:
+            log.warning("rate limit check decided by failure modes: %s", exc or "timed out")
+            return _failure_decision(items)
+        statuses: list[Status | None] = [None] * len(items)
+        now_us = 0
+        for indexes, reply in zip(groups.values(), replies, strict=True):
+            now_us = now_us or int(reply[0])
+            for n, index in enumerate(indexes):
+                a, c, remaining, reset_us, retry_us = (int(v) for v in reply[1 + 5 * n : 6 + 5 * n])
+                statuses[index] = Status(bool(a), bool(c), remaining, reset_us, retry_us)
+        return Decision([s for s in statuses if s is not None], now_us)
+
+    def _check_call(self, scope: str, items: Sequence[Item], flags: int) -> ScriptCall:
+        keys = [self._keys.state(scope, item.key, item.rule.algorithm) for item in items]
+        args: list[ScriptArg] = [flags]
+        for item in items:
+            rule = item.rule
+            interval = rule.interval_us if rule.algorithm is Algorithm.TOKEN_BUCKET else 0
+            args += [int(rule.algorithm), rule.limit, rule.period_us, rule.burst, item.cost, interval]
+        return ScriptCall(self._check, keys, args)
+
+    async def _run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        if len(calls) == 1:
+            call = calls[0]
+            return [await self._redis.run(call.script, call.keys, call.args)]
+        return await self._redis.run_many(calls)
+
+    async def reset(self, scope: str, key: str) -> bool:
+        """Clear ``key``'s state under every algorithm; True when any existed."""
+        return int(await self._redis.run(self._reset, self._keys.all_states(scope, key), [])) > 0
+
+
+def _failure_decision(items: Sequence[Item]) -> Decision:
+    statuses = []
+    for item in items:
+        is_open = item.rule.on_backend_error is FailureMode.OPEN
+        statuses.append(Status(is_open, False, 0, 0, 0 if is_open else BACKEND_RETRY_US))
+    return Decision(statuses, 0, backend_unavailable=True)
