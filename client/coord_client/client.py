@@ -28,6 +28,7 @@ from ._base import (
 )
 from .cache import AsyncCacheAPI, CacheAPI
 from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
+from .session import AsyncSessionAPI, SessionAPI
 
 
 class Client:
@@ -58,6 +59,7 @@ class Client:
         self.cache = CacheAPI(t)
         self.ratelimit = RateLimitAPI(t)
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
+        self.session = SessionAPI(t)
 
     @property
     def channel(self) -> grpc.Channel:
@@ -101,6 +103,7 @@ class AsyncClient:
         self.cache = AsyncCacheAPI(t)
         self.ratelimit = AsyncRateLimitAPI(t)
         self.limit = self.ratelimit.limit
+        self.session = AsyncSessionAPI(t)
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -8,10 +8,11 @@ leaked (the traceback goes to the log).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -25,7 +26,9 @@ from .errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
+    LimitReached,
     OutOfRange,
+    SubscriberTooSlow,
     TooLarge,
 )
 from .redis import rpc_deadline
@@ -42,6 +45,8 @@ STATUS_OF: dict[type[CoordError], grpc.StatusCode] = {
     OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    LimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    SubscriberTooSlow: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -116,6 +121,41 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     return wrapper
 
 
+StreamHandler = Callable[[S, Req, "grpc.aio.ServicerContext[Any, Resp]"], AsyncIterator[Resp]]
+
+
+def stream_rpc(method: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
+    """Wrap a server-streaming or bidirectional servicer method (an async generator) like :func:`rpc`.
+
+    The caller's deadline bounds every Redis call made while the stream runs. A CoordError raised
+    at any point ends the stream with its rich status; cancellation passes through untouched.
+    """
+    name = method.__qualname__
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: S, request: Req, context: grpc.aio.ServicerContext[Any, Resp]
+    ) -> AsyncIterator[Resp]:
+        remaining = context.time_remaining()
+        token = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except CoordError as error:
+            _log_error(name, error)
+            await abort(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", name)
+            await abort(context, CoordError("internal error; the server log has the details"))
+        finally:
+            with contextlib.suppress(ValueError):  # a generator closed from another context
+                rpc_deadline.reset(token)
+
+    return wrapper
+
+
 def _log_error(name: str, error: CoordError) -> None:
     code = status_code_of(error)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -124,4 +164,4 @@ def _log_error(name: str, error: CoordError) -> None:
         log.debug("%s: %s (%s)", name, error.message, error.reason)
 
 
-__all__ = ["DOMAIN", "STATUS_OF", "abort", "rpc", "status_code_of", "to_status"]
+__all__ = ["DOMAIN", "STATUS_OF", "abort", "rpc", "status_code_of", "stream_rpc", "to_status"]

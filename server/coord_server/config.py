@@ -91,9 +91,10 @@ class Settings:
     events_max_deliveries: int = 5  # default deliveries before an event is dead-lettered
     lock_default_ttl: float = 30.0  # lease of a lock grant when the request gives no TTL
     lock_history: float = 600.0  # how long ended lock grants are remembered (Release/Extend outcomes)
-    lock_waiter_ttl: float = 3.0  # a waiting Acquire whose server stops heartbeating leaves the queue after this
-    lock_waiter_heartbeat: float = 1.0  # how often a server renews its waiters (must be below lock_waiter_ttl)
+    lock_waiter_ttl: float = 3.0  # a dead server's lock waiters leave the queue after this
+    lock_waiter_heartbeat: float = 1.0  # how often a server renews its lock waiters (< waiter TTL)
     lock_fallback: float = 5.0  # longest a waiter sleeps without a wake-up before it looks again
+
     @property
     def embedded(self) -> bool:
         return not self.redis_url
@@ -211,7 +212,7 @@ _SPEC: dict[str, tuple[str, str, str]] = {
         "--events-max-deliveries",
         "default deliveries before an event is dead-lettered",
     ),
-    "lock_default_ttl": ("COORD_LOCK_DEFAULT_TTL", "--lock-default-ttl", "lock lease when a request gives none"),
+    "lock_default_ttl": ("COORD_LOCK_DEFAULT_TTL", "--lock-default-ttl", "lock lease when none is given"),
     "lock_history": ("COORD_LOCK_HISTORY", "--lock-history", "how long ended lock grants are remembered"),
     "lock_waiter_ttl": (
         "COORD_LOCK_WAITER_TTL",

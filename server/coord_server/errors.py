@@ -80,6 +80,13 @@ class DeadlineExceeded(CoordError):
     reason: str = "DEADLINE_TOO_SHORT"
 
 
+@dataclass
+class LimitReached(CoordError):
+    """A count limit (such as sessions per subject) is reached (RESOURCE_EXHAUSTED)."""
+
+    reason: str = "SESSION_LIMIT_REACHED"
+
+
 def invalid(field_path: str, description: str, reason: str = "INVALID_FIELD", **meta: str) -> InvalidArgument:
     """Shorthand for an InvalidArgument about one field; the message names the field."""
     return InvalidArgument(
@@ -88,3 +95,10 @@ def invalid(field_path: str, description: str, reason: str = "INVALID_FIELD", **
         metadata={"field": field_path, **meta},
         violations=(FieldViolation(field_path, description),),
     )
+
+
+@dataclass
+class SubscriberTooSlow(CoordError):
+    """A subscriber fell further behind than its buffer allows; ``metadata`` carries its resume cursors."""
+
+    reason: str = "EVENTS_SUBSCRIBER_TOO_SLOW"

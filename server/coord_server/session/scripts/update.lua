@@ -1,0 +1,105 @@
+--[[ Update attributes of a live session: set, remove and increment, all or nothing.
+  KEYS[1] records  coord:<tenant>:session:{b<n>}:m   HASH  session id -> msgpack record
+  KEYS[2] attrs    coord:<tenant>:session:{b<n>}:a   HASH  session id -> msgpack {name = bytes}
+  KEYS[3] ends     coord:<tenant>:session:{b<n>}:x   ZSET  session id -> end ms
+  ARGV[1] session id   ARGV[2] sha256(token) hex   ARGV[3] expected version ('' = any)
+  ARGV[4] attribute size limit (bytes)   ARGV[5] touch: 1 | 0   ARGV[6] tombstone ms
+  ARGV[7] #set   ARGV[8] #remove   ARGV[9] #increment, then: set name, value ... remove name ...
+  increment name, delta ...   (names are distinct; deltas within +/-(2^53 - 1))
+  Returns {1, version, {name, new value, ...}} | {0, reason} (as validate.lua) | {2, current version}
+        | {-1, name} not an integer | {-2, name} out of range | {-3, size} over the size limit.
+  Every check runs before the first write. A session that ended or expired is never written, so an
+  update cannot bring it back. ]]
+local M, A, X = KEYS[1], KEYS[2], KEYS[3]
+local sid, hash = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local SAFE = 9007199254740991
+
+local function fmt(n) return string.format('%.0f', n) end
+
+local raw = redis.call('HGET', M, sid)
+if not raw then
+  return {0, 1}
+end
+local rec = cmsgpack.unpack(raw)
+local grace = false
+if hash ~= rec.th then
+  if rec.oh == nil or hash ~= rec.oh then
+    return {0, 1}
+  end
+  grace = true
+end
+if rec.st == 'r' then return {0, 4} end
+if rec.st == 'e' then return {0, 5} end
+if now >= rec.a then return {0, 3} end
+if now >= rec.l + rec.i then return {0, 2} end
+if grace and now >= rec.gu then return {0, 6} end
+if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= rec.v then
+  return {2, rec.v}
+end
+
+local attrs = {}
+local packed = redis.call('HGET', A, sid)
+if packed then
+  attrs = cmsgpack.unpack(packed)
+end
+local nset, nremove, nincr = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
+for _ = 1, nset do
+  attrs[ARGV[i]] = ARGV[i + 1]
+  i = i + 2
+end
+for _ = 1, nremove do
+  attrs[ARGV[i]] = nil
+  i = i + 1
+end
+local results = {}
+for _ = 1, nincr do
+  local name = ARGV[i]
+  local current = attrs[name] or '0'
+  if not string.match(current, '^%-?%d+$') or #current > 17 then
+    return {-1, name}
+  end
+  local value = tonumber(current) + tonumber(ARGV[i + 1])
+  if math.abs(tonumber(current)) > SAFE or math.abs(value) > SAFE then
+    return {-2, name}
+  end
+  attrs[name] = fmt(value)
+  results[#results + 1] = name
+  results[#results + 1] = attrs[name]
+  i = i + 2
+end
+local size, count = 0, 0
+for name, value in pairs(attrs) do
+  size = size + #name + #value
+  count = count + 1
+end
+if size > tonumber(ARGV[4]) then
+  return {-3, size}
+end
+
+rec.v = rec.v + 1
+if ARGV[5] == '1' then
+  rec.l = now
+end
+redis.call('HSET', M, sid, cmsgpack.pack(rec))
+if count > 0 then
+  redis.call('HSET', A, sid, cmsgpack.pack(attrs))
+else
+  redis.call('HDEL', A, sid)
+end
+redis.call('ZADD', X, fmt(math.min(rec.l + rec.i, rec.a)), sid)
+local linger = tonumber(ARGV[6])
+local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
+for _, id in ipairs(dead) do
+  redis.call('HDEL', M, id)
+  redis.call('HDEL', A, id)
+  redis.call('ZREM', X, id)
+end
+local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
+local expire_at = fmt(tonumber(top[2]) + linger)
+redis.call('PEXPIREAT', M, expire_at)
+redis.call('PEXPIREAT', A, expire_at)
+redis.call('PEXPIREAT', X, expire_at)
+return {1, rec.v, results}

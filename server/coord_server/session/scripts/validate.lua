@@ -1,0 +1,76 @@
+--[[ Validate a token and optionally slide the session's idle expiry (throttled).
+  KEYS[1] records  coord:<tenant>:session:{b<n>}:m   HASH  session id -> msgpack record
+  KEYS[2] attrs    coord:<tenant>:session:{b<n>}:a   HASH  session id -> msgpack {name = bytes}
+  KEYS[3] ends     coord:<tenant>:session:{b<n>}:x   ZSET  session id -> end ms
+  ARGV[1] session id   ARGV[2] sha256(token) hex   ARGV[3] touch: 1 | 0   ARGV[4] touch interval ms
+  (a touch writes only when the last one is at least min(interval, idle / 20) old)
+  ARGV[5] tombstone ms   ARGV[6] attributes wanted: 0 none | 1 all | 2 the names in ARGV[7..]
+  Returns {0, reason}: 1 unknown | 2 idle expired | 3 absolute expired | 4 revoked | 5 evicted | 6 superseded
+        | {1, subject, version, created, last, idle ms, absolute at, ip, ua, label, {name, value, ...}}
+  A token whose digest matches neither the current nor the previous token of the record is unknown,
+  whatever state the session is in: a guessed token learns nothing. ]]
+local M, A, X = KEYS[1], KEYS[2], KEYS[3]
+local sid, hash = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function fmt(n) return string.format('%.0f', n) end
+
+local raw = redis.call('HGET', M, sid)
+if not raw then
+  return {0, 1}
+end
+local rec = cmsgpack.unpack(raw)
+local grace = false
+if hash ~= rec.th then
+  if rec.oh == nil or hash ~= rec.oh then
+    return {0, 1}
+  end
+  grace = true
+end
+if rec.st == 'r' then return {0, 4} end
+if rec.st == 'e' then return {0, 5} end
+if now >= rec.a then return {0, 3} end
+if now >= rec.l + rec.i then return {0, 2} end
+if grace and now >= rec.gu then return {0, 6} end
+
+if ARGV[3] == '1' and now - rec.l >= math.min(tonumber(ARGV[4]), math.floor(rec.i / 20)) then
+  rec.l = now
+  redis.call('HSET', M, sid, cmsgpack.pack(rec))
+  redis.call('ZADD', X, fmt(math.min(now + rec.i, rec.a)), sid)
+  local linger = tonumber(ARGV[5])
+  local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
+  for _, id in ipairs(dead) do
+    redis.call('HDEL', M, id)
+    redis.call('HDEL', A, id)
+    redis.call('ZREM', X, id)
+  end
+  local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
+  local expire_at = fmt(tonumber(top[2]) + linger)
+  redis.call('PEXPIREAT', M, expire_at)
+  redis.call('PEXPIREAT', A, expire_at)
+  redis.call('PEXPIREAT', X, expire_at)
+end
+
+local out = {}
+if ARGV[6] ~= '0' then
+  local packed = redis.call('HGET', A, sid)
+  if packed then
+    local attrs = cmsgpack.unpack(packed)
+    if ARGV[6] == '1' then
+      for name, value in pairs(attrs) do
+        out[#out + 1] = name
+        out[#out + 1] = value
+      end
+    else
+      for i = 7, #ARGV do
+        local value = attrs[ARGV[i]]
+        if value then
+          out[#out + 1] = ARGV[i]
+          out[#out + 1] = value
+        end
+      end
+    end
+  end
+end
+return {1, rec.sub, rec.v, rec.c, rec.l, rec.i, rec.a, rec.ip, rec.ua, rec.lb, out}
