@@ -1,0 +1,309 @@
+"""Lock domain logic: runs the Lua scripts, waits for wake-ups, returns dataclasses. No gRPC in here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import enum
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from ..redis import RedisBackend, ScriptArg, rpc_deadline
+from ..scripts import Script, ScriptSet
+from .keys import LockKeys
+from .waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+HOLDERS_LISTED_ON_DENIAL = 16
+# A waiter's fallback timer fires this long after the soonest holder expiry, so the expiry has passed
+# by the Redis clock when the waiter looks again.
+EXPIRY_MARGIN_S = 0.002
+
+
+class Mode(enum.Enum):
+    """How a grant shares the lock; the values are what the scripts store."""
+
+    EXCLUSIVE = "X"
+    SHARED = "S"
+
+
+class ReleaseOutcome(enum.Enum):
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+    NOT_HELD = "NOT_HELD"
+    HELD_BY_OTHER = "HELD_BY_OTHER"
+
+
+class ExtendOutcome(enum.Enum):
+    EXTENDED = "EXTENDED"
+    RESUMED = "RESUMED"
+    EXPIRED = "EXPIRED"
+    RELEASED = "RELEASED"
+    NOT_HELD = "NOT_HELD"
+    HELD_BY_OTHER = "HELD_BY_OTHER"
+
+    @property
+    def holds(self) -> bool:
+        return self in (ExtendOutcome.EXTENDED, ExtendOutcome.RESUMED)
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """A validated request for a grant. ``limit`` 0 means no limit (SHARED) or not applicable."""
+
+    name: str
+    mode: Mode
+    limit: int
+    ttl_ms: int
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class Holder:
+    owner: str
+    mode: Mode
+    limit: int
+    fencing_token: int
+    expire_ms: int  # Unix ms by the Redis clock
+    remaining_ms: int
+
+
+@dataclass(frozen=True)
+class Grant:
+    name: str
+    lock_token: str
+    fencing_token: int
+    mode: Mode
+    expire_ms: int
+    valid_for_ms: int
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why an attempt was not granted: who holds the lock and where the caller stands in the queue."""
+
+    holders: tuple[Holder, ...]
+    queue_position: int
+    queue_length: int
+
+
+@dataclass(frozen=True)
+class AcquireResult:
+    grant: Grant | None
+    denial: Denial | None
+
+    @property
+    def acquired(self) -> bool:
+        return self.grant is not None
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    outcome: ExtendOutcome
+    fencing_token: int = 0
+    expire_ms: int = 0
+    valid_for_ms: int = 0
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    holders: tuple[Holder, ...]
+    holder_count: int
+    queue_length: int
+    last_fencing_token: int
+
+    @property
+    def mode(self) -> Mode | None:
+        return self.holders[0].mode if self.holders else None
+
+    @property
+    def limit(self) -> int:
+        limits = [h.limit for h in self.holders if h.mode is Mode.SHARED and h.limit]
+        return min(limits) if limits else 0
+
+
+OnQueued = Callable[[Denial], Awaitable[None]]
+
+
+class LockStore:
+    """Atomic lock operations on Redis, and waiting for them. Inputs are already validated."""
+
+    def __init__(
+        self,
+        redis: RedisBackend,
+        scripts: ScriptSet,
+        keys: LockKeys,
+        *,
+        history_ms: int,
+        waiter_ttl_ms: int,
+        heartbeat_interval: float,
+        fallback_max: float,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._history_ms = history_ms
+        self._waiter_ttl_ms = waiter_ttl_ms
+        self._fallback_max = fallback_max
+        lib = scripts["_lib"].source
+        # Every script is the shared prelude followed by its own file (see _lib.lua).
+        compose = {
+            name: Script.from_source(name, lib + "\n" + scripts[name].source) for name in scripts.names()
+        }
+        self._acquire = compose["acquire"]
+        self._release = compose["release"]
+        self._extend = compose["extend"]
+        self._cancel = compose["cancel"]
+        self._describe = compose["describe"]
+        self.waiters = Waiters(
+            redis,
+            keys,
+            compose["heartbeat"],
+            history_ms=history_ms,
+            waiter_ttl_ms=waiter_ttl_ms,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self._detached: set[asyncio.Task[Any]] = set()
+
+    async def _run(self, script: Script, name: str, args: list[ScriptArg]) -> Any:
+        return await self._redis.run(script, self._keys.all(name), [self._history_ms, *args])
+
+    # -- acquire -----------------------------------------------------------------------------------
+
+    async def acquire(
+        self, request: LockRequest, wait_s: float, on_queued: OnQueued | None = None
+    ) -> AcquireResult:
+        """Grant ``request`` now, or wait in the FIFO queue up to ``wait_s`` (and the RPC deadline).
+
+        A caller that is cancelled while waiting leaves the queue at once; a grant that raced with the
+        cancellation is released. ``on_queued`` is awaited once, when the caller first has to wait.
+        """
+        token = secrets.token_urlsafe(24)
+        if wait_s <= 0:
+            reply = await self._attempt(request, token, "", queue=False)
+            return await self._result(request, token, reply)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(wait_s, _deadline_left())
+        async with self.waiters.waiting(request.name) as waiter:
+            done = False
+            try:
+                while True:
+                    waiter.woken.clear()  # before the attempt: a wake-up during it is kept
+                    reply = await self._attempt(request, token, waiter.wid, queue=True)
+                    result = await self._result(request, token, reply)
+                    if result.acquired:
+                        done = True
+                        return result
+                    if on_queued is not None:
+                        callback, on_queued = on_queued, None
+                        assert result.denial is not None
+                        await callback(result.denial)
+                    left = end - loop.time()
+                    if left <= 0:
+                        return result
+                    timer = min(left, self._fallback(result.denial, int(reply[3])))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.woken.wait(), timer)
+            finally:
+                if not done:
+                    cleanup = self.detach(self._run(self._cancel, request.name, [waiter.wid, token]))
+                    # A cancelled caller stops waiting for the cleanup here; it runs to its end anyway
+                    # (and logs its own failure).
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(cleanup)
+
+    async def _attempt(self, request: LockRequest, token: str, wid: str, *, queue: bool) -> Any:
+        args: list[ScriptArg] = [
+            token,
+            wid,
+            request.mode.value,
+            request.limit,
+            request.ttl_ms,
+            1 if queue else 0,
+            self._waiter_ttl_ms,
+            self.waiters.server_id,
+            request.owner,
+        ]
+        return await self._run(self._acquire, request.name, args)
+
+    async def _result(self, request: LockRequest, token: str, reply: Any) -> AcquireResult:
+        await self.waiters.notify(reply[4])
+        now_ms = int(reply[3])
+        if int(reply[0]) == 1:
+            expire_ms = int(reply[2])
+            grant = Grant(
+                request.name, token, int(reply[1]), request.mode, expire_ms, max(0, expire_ms - now_ms)
+            )
+            return AcquireResult(grant, None)
+        holders = tuple(_holder(row, now_ms) for row in reply[5])
+        return AcquireResult(None, Denial(holders, int(reply[1]), int(reply[2])))
+
+    def _fallback(self, denial: Denial | None, now_ms: int) -> float:
+        """How long to sleep without a wake-up: until the soonest holder expiry, at most the maximum."""
+        if denial is None or not denial.holders:
+            return self._fallback_max
+        soonest = min(h.expire_ms for h in denial.holders)
+        return min(self._fallback_max, max(0, soonest - now_ms) / 1000 + EXPIRY_MARGIN_S)
+
+    # -- release, extend, describe -----------------------------------------------------------------
+
+    async def release(self, name: str, token: str) -> ReleaseOutcome:
+        reply = await self._run(self._release, name, [token])
+        await self.waiters.notify(reply[1])
+        return ReleaseOutcome(_text(reply[0]))
+
+    async def extend(self, name: str, token: str, ttl_ms: int, resume: bool = False) -> ExtendResult:
+        reply = await self._run(self._extend, name, [token, ttl_ms, 1 if resume else 0])
+        await self.waiters.notify(reply[4])
+        outcome = ExtendOutcome(_text(reply[0]))
+        if not outcome.holds:
+            return ExtendResult(outcome)
+        expire_ms = int(reply[2])
+        return ExtendResult(outcome, int(reply[1]), expire_ms, max(0, expire_ms - int(reply[3])))
+
+    async def describe(self, name: str, max_holders: int) -> LockInfo:
+        reply = await self._run(self._describe, name, [max_holders])
+        now_ms = int(reply[0])
+        holders = tuple(_holder(row, now_ms) for row in reply[4])
+        return LockInfo(name, holders, int(reply[1]), int(reply[2]), int(reply[3]))
+
+    def detach(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run cleanup ``work`` to its end even if the caller is cancelled, outside any RPC deadline."""
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+        self._detached.add(task)
+        task.add_done_callback(self._cleanup_done)
+        return task
+
+    def _cleanup_done(self, task: asyncio.Task[Any]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("lock cleanup failed: %s", task.exception())
+
+
+def _deadline_left() -> float:
+    """Seconds until the RPC deadline, minus a margin to answer in time (infinite when none)."""
+    deadline = rpc_deadline.get()
+    if deadline is None:
+        return float("inf")
+    left = deadline - time.monotonic()
+    return max(0.0, left - min(0.05, left * 0.1))
+
+
+def _holder(row: Any, now_ms: int) -> Holder:
+    record, expiry = _text(row[0]), int(float(_text(row[1])))
+    # record: "state|mode|limit|fence|owner" (the owner may itself contain "|").
+    parts = record.split("|", 4)
+    if len(parts) < 5:
+        return Holder("", Mode.EXCLUSIVE, 0, 0, expiry, max(0, expiry - now_ms))
+    _, mode, limit, fence, owner = parts
+    return Holder(owner, Mode(mode), int(limit), int(fence), expiry, max(0, expiry - now_ms))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

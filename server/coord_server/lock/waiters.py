@@ -1,0 +1,186 @@
+"""Wake-ups for waiting Acquire calls: one pub/sub subscription and one heartbeat loop per process.
+
+Each server process has a random id and listens on one channel, ``coord:<tenant>:lock:wake:<id>``.
+Lock scripts that may make a waiter eligible (a release, a grant, a give-up, an expiry they noticed)
+return the eligible waiters as (server id, waiter id) pairs; :meth:`Waiters.notify` wakes local ones
+directly and publishes the others' ids to their servers' channels. A woken waiter re-runs the acquire
+script, which decides. Nothing polls: a waiter sleeps until a wake-up, its fallback timer (the
+soonest holder expiry, which publishes nothing) or the end of its wait.
+
+The same background task renews the heartbeat deadline of every local waiter, one pipelined
+``heartbeat.lua`` call per lock per interval, so the queue entries of a crashed server age out
+within the waiter TTL. The heartbeat also wakes every eligible waiter again, which repairs a lost
+pub/sub message (pub/sub delivers at most once).
+
+On Redis Cluster a plain PUBLISH is broadcast over the cluster bus, so the subscription is made on
+one node (redis-py's ClusterPubSub picks it by the channel's slot) and receives messages published
+through any node. Sharded pub/sub (SPUBLISH, Redis 7 only) is not used so Redis 6.2 works too.
+
+The task runs only while local waiters exist: it starts with the first and stops (closing its
+connection) when the last one leaves, so a stopping server leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CoordError
+from ..redis import RedisBackend, ScriptCall
+from ..scripts import Script
+from .keys import LockKeys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Waiter:
+    """One local waiting call: ``woken`` is set by wake-ups and cleared before each attempt."""
+
+    name: str
+    wid: str
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Waiters:
+    """The per-process registry of waiting calls and its subscription/heartbeat task."""
+
+    def __init__(
+        self,
+        redis: RedisBackend,
+        keys: LockKeys,
+        heartbeat: Script,
+        *,
+        history_ms: int,
+        waiter_ttl_ms: int,
+        heartbeat_interval: float,
+    ) -> None:
+        self.server_id = secrets.token_hex(8)
+        self._redis = redis
+        self._keys = keys
+        self._heartbeat = heartbeat
+        self._history_ms = history_ms
+        self._waiter_ttl_ms = waiter_ttl_ms
+        self._interval = heartbeat_interval
+        self._channel = keys.wake_channel(self.server_id)
+        self._waiters: dict[str, Waiter] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @property
+    def count(self) -> int:
+        return len(self._waiters)
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, name: str) -> AsyncIterator[Waiter]:
+        """Register a waiter for the block; the subscription is live before the block starts."""
+        waiter = Waiter(name, secrets.token_hex(12))
+        self._waiters[waiter.wid] = waiter
+        if self._task is None or self._task.done():
+            self._subscribed = asyncio.Event()
+            # A fresh context: the task must not inherit the deadline of the RPC that started it.
+            self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+        try:
+            # Without a subscription, wake-ups published meanwhile would be missed; the fallback timers
+            # and heartbeats still cover them, so a slow subscribe only delays, never blocks, a waiter.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), self._redis.timeout)
+            yield waiter
+        finally:
+            del self._waiters[waiter.wid]
+            if not self._waiters and self._task is not None:
+                self._task.cancel()
+                self._task = None
+
+    async def notify(self, wake: Sequence[Any]) -> None:
+        """Wake the waiters of a script's flat ``{server, waiter id, ...}`` list; never raises."""
+        remote: dict[str, list[str]] = defaultdict(list)
+        for i in range(0, len(wake) - 1, 2):
+            server, wid = _text(wake[i]), _text(wake[i + 1])
+            if server == self.server_id:
+                self.wake(wid)
+            else:
+                remote[server].append(wid)
+        for server, wids in remote.items():
+            try:
+                await self._redis.bounded(
+                    self._redis.client.publish(self._keys.wake_channel(server), " ".join(wids))
+                )
+            except CoordError as exc:  # a hint only: the waiter's heartbeat and timers still run
+                log.warning("could not publish a lock wake-up to server %s: %s", server, exc)
+
+    def wake(self, wid: str) -> None:
+        waiter = self._waiters.get(wid)
+        if waiter is not None:
+            waiter.woken.set()
+
+    def wake_all(self) -> None:
+        for waiter in self._waiters.values():
+            waiter.woken.set()
+
+    # -- the background task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        next_beat = time.monotonic() + self._interval
+        while True:
+            pubsub = self._redis.client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:  # wait for the confirmation: only then can no wake-up be missed
+                    message = await pubsub.get_message(timeout=self._redis.timeout)
+                    if message is not None and message["type"] == "subscribe":
+                        break
+                self._subscribed.set()
+                while True:
+                    wait = max(0.0, next_beat - time.monotonic())
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                    if message is not None and message["type"] == "message":
+                        for wid in _text(message["data"]).split():
+                            self.wake(wid)
+                    if time.monotonic() >= next_beat:
+                        await self._beat()
+                        next_beat = time.monotonic() + self._interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect; meanwhile waiters rely on their own timers
+                log.warning(
+                    "lock wake-up subscription failed (%s: %s); resubscribing", type(exc).__name__, exc
+                )
+                self._subscribed.clear()
+                self.wake_all()
+                await asyncio.sleep(min(1.0, self._interval))
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _beat(self) -> None:
+        by_lock: dict[str, list[str]] = defaultdict(list)
+        for waiter in self._waiters.values():
+            by_lock[waiter.name].append(waiter.wid)
+        if not by_lock:
+            return
+        calls = [
+            ScriptCall(self._heartbeat, self._keys.all(name), [self._history_ms, self._waiter_ttl_ms, *wids])
+            for name, wids in by_lock.items()
+        ]
+        try:
+            replies = await self._redis.run_many(calls)
+        except CoordError as exc:
+            log.warning("lock waiter heartbeat failed: %s", exc)
+            return
+        for reply in replies:
+            for wid in reply[0]:  # dropped from the queue (this server stalled): re-queue at the tail
+                self.wake(_text(wid))
+            await self.notify(reply[1])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
