@@ -69,8 +69,9 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool, timeout: float) -> RedisBackend:
+        # No socket_timeout: bounded() times every call already, and redis-py would wrap each send in
+        # asyncio.wait_for (a Task per command), which cost ~20% of a cache Get's server CPU.
         common: dict[str, Any] = {
-            "socket_timeout": timeout,
             "socket_connect_timeout": min(timeout, 1.0),
             "health_check_interval": 5,
         }
