@@ -27,6 +27,7 @@ from ._base import (
     sync_channel,
 )
 from .cache import AsyncCacheAPI, CacheAPI
+from .lock import AsyncLockAPI, LockAPI
 from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
 from .session import AsyncSessionAPI, SessionAPI
 
@@ -57,6 +58,7 @@ class Client:
         )
         self._transport = t
         self.cache = CacheAPI(t)
+        self.lock = LockAPI(t)
         self.ratelimit = RateLimitAPI(t)
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
         self.session = SessionAPI(t)
@@ -101,6 +103,7 @@ class AsyncClient:
         t = AsyncTransport(channel, timeout=timeout, retry=retry, metadata=metadata)
         self._transport = t
         self.cache = AsyncCacheAPI(t)
+        self.lock = AsyncLockAPI(t)
         self.ratelimit = AsyncRateLimitAPI(t)
         self.limit = self.ratelimit.limit
         self.session = AsyncSessionAPI(t)

@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,6 +66,7 @@ class RedisBackend:
         self.timeout = timeout
         self.description = description
         self.is_cluster = isinstance(client, RedisCluster)
+        self._detached: set[asyncio.Task[Any]] = set()
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool, timeout: float) -> RedisBackend:
@@ -83,7 +84,30 @@ class RedisBackend:
             client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         return cls(client, timeout=timeout, description=_describe(url, cluster))
 
-    async def close(self) -> None:
+    def detach(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run cleanup ``work`` (a release after a cancelled RPC...) to its end, outside any RPC.
+
+        The task does not inherit the caller's context, so no RPC deadline bounds it, and close()
+        waits for it: a graceful shutdown never drops a release on the floor.
+        """
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+        self._detached.add(task)
+        task.add_done_callback(self._detached_done)
+        return task
+
+    def _detached_done(self, task: asyncio.Task[Any]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background cleanup failed: %s", task.exception())
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        """Finish detached cleanups (bounded), then close every connection."""
+        # RPC handlers cancelled by server.stop() run their cleanup (and detach releases) on the next
+        # loop iterations: give them a moment before looking at what is pending.
+        await asyncio.sleep(0.05)
+        if self._detached:
+            log.info("finishing %d background cleanups before closing Redis", len(self._detached))
+            await asyncio.wait(set(self._detached), timeout=drain_timeout)
         await self.client.aclose()
 
     # -- bounded execution -------------------------------------------------------------------------

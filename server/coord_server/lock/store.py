@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import enum
 import logging
 import secrets
@@ -169,7 +168,6 @@ class LockStore:
             waiter_ttl_ms=waiter_ttl_ms,
             heartbeat_interval=heartbeat_interval,
         )
-        self._detached: set[asyncio.Task[Any]] = set()
 
     async def _run(self, script: Script, name: str, args: list[ScriptArg]) -> Any:
         return await self._redis.run(script, self._keys.all(name), [self._history_ms, *args])
@@ -274,16 +272,9 @@ class LockStore:
         return LockInfo(name, holders, int(reply[1]), int(reply[2]), int(reply[3]))
 
     def detach(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run cleanup ``work`` to its end even if the caller is cancelled, outside any RPC deadline."""
-        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
-        self._detached.add(task)
-        task.add_done_callback(self._cleanup_done)
-        return task
-
-    def _cleanup_done(self, task: asyncio.Task[Any]) -> None:
-        self._detached.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("lock cleanup failed: %s", task.exception())
+        """Run cleanup ``work`` to its end even if the caller is cancelled, outside any RPC deadline;
+        shutdown waits for it (RedisBackend.close)."""
+        return self._redis.detach(work)
 
 
 def _deadline_left() -> float:
