@@ -27,6 +27,7 @@ from ._base import (
     sync_channel,
 )
 from .cache import AsyncCacheAPI, CacheAPI
+from .events import AsyncEventsAPI, EventsAPI
 from .lock import AsyncLockAPI, LockAPI
 from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
 from .session import AsyncSessionAPI, SessionAPI
@@ -62,6 +63,7 @@ class Client:
         self.ratelimit = RateLimitAPI(t)
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
         self.session = SessionAPI(t)
+        self.events = EventsAPI(t)
 
     @property
     def channel(self) -> grpc.Channel:
@@ -107,6 +109,7 @@ class AsyncClient:
         self.ratelimit = AsyncRateLimitAPI(t)
         self.limit = self.ratelimit.limit
         self.session = AsyncSessionAPI(t)
+        self.events = AsyncEventsAPI(t)
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import cache, lock, ratelimit, session
+from . import cache, events, lock, ratelimit, session
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .errors import StartupError
@@ -33,6 +33,7 @@ SERVICES: tuple[ServiceInstaller, ...] = (
     cache.add_to_server,
     ratelimit.add_to_server,
     session.add_to_server,
+    events.add_to_server,
     lock.add_to_server,
 )
 

@@ -18,11 +18,11 @@ from types import ModuleType
 from .._base import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ..client import Client
 from ..errors import CoordError
-from . import cache, lock, ratelimit, session
+from . import cache, events, lock, ratelimit, session
 from ._common import EPILOG, Exit, Output, duration, exit_code
 
 # One module per service; each has register(subparsers).
-GROUPS: list[ModuleType] = [cache, lock, ratelimit, session]
+GROUPS: list[ModuleType] = [cache, lock, ratelimit, session, events]
 
 
 def build_parser() -> argparse.ArgumentParser:
