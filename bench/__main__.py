@@ -27,11 +27,11 @@ from types import FrameType
 import grpc
 import redis.asyncio as aioredis
 
-from . import cache
+from . import cache, events, levers, lock, ratelimit, session
 from ._harness import Benchmark, Env, Plan, Row, new_event_loop, progress, table, write_json
-from ._procs import Processes, start_all
+from ._procs import Processes, start_all, start_coord
 
-SUITES = (cache,)
+SUITES = (cache, ratelimit, lock, session, events, levers)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK = Plan(duration=0.7, rounds=3, concurrency=(1, 64), warmup=0.3)
@@ -83,22 +83,53 @@ def _selected(only: list[str] | None) -> list[Benchmark]:
     return [b for b in every if any(b.name == n or b.name.startswith(n + ".") for n in only)]
 
 
-async def _run(benchmarks: Sequence[Benchmark], plan: Plan, procs: Processes) -> list[Row]:
+async def _run(
+    benchmarks: Sequence[Benchmark],
+    plan: Plan,
+    procs: Processes,
+    workdir: Path,
+    children: contextlib.ExitStack,
+) -> list[Row]:
     redis = aioredis.Redis.from_url(procs.redis_url)
     coord = grpc.aio.insecure_channel(procs.coord_target)
     floor = grpc.aio.insecure_channel(procs.floor_target)
+    channels = [coord, floor]
+
+    async def spawn_coord(
+        label: str, args: Sequence[str] = (), env: dict[str, str] | None = None, without_hiredis: bool = False
+    ) -> tuple[int, str, grpc.aio.Channel]:
+        child, target = start_coord(
+            workdir, procs.redis_url, label=label, args=args, env=env, without_hiredis=without_hiredis
+        )
+        children.callback(child.stop)
+        channel = grpc.aio.insecure_channel(target)
+        channels.append(channel)
+        await asyncio.wait_for(channel.channel_ready(), 10)
+        return child.pid, target, channel
+
     try:
         await asyncio.wait_for(coord.channel_ready(), 10)
         await asyncio.wait_for(floor.channel_ready(), 10)
-        env = Env(plan, coord, procs.coord.pid, floor, procs.floor.pid, redis, procs.redis.pid)
+        env = Env(
+            plan,
+            coord,
+            procs.coord.pid,
+            floor,
+            procs.floor.pid,
+            redis,
+            procs.redis.pid,
+            procs.redis_url,
+            procs.coord_target,
+            spawn_coord,
+        )
         rows: list[Row] = []
         for bench in benchmarks:
             progress(f"{bench.name} ...")
             rows.extend(await bench.run(env))
         return rows
     finally:
-        await coord.close(None)
-        await floor.close(None)
+        for channel in channels:
+            await channel.close(None)
         await redis.aclose()
 
 
@@ -139,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Coord pid {procs.coord.pid}, echo floor pid {procs.floor.pid}"
         )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            rows = runner.run(_run(benchmarks, plan, procs))
+            rows = runner.run(_run(benchmarks, plan, procs, workdir, children))
     print(_describe(plan, procs.redis_version))
     print()
     print(table(rows))

@@ -68,6 +68,11 @@ class Env:
     floor_pid: int
     redis: aioredis.Redis
     redis_pid: int
+    redis_url: str = ""
+    coord_target: str = ""
+    # Starts one more Coord server (a variant: other flags or settings) for the rest of the run and
+    # returns (pid, target, channel): see bench.levers.
+    spawn_coord: Callable[..., Awaitable[tuple[int, str, grpc.aio.Channel]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,17 @@ class _Cpu:
 
     def __init__(self, pid: int | None) -> None:
         self._proc = psutil.Process(pid) if pid is not None else None
+        # A supervisor's workers (``--workers N``) count as its own CPU.
+        self._children = self._proc.children(recursive=True) if self._proc is not None else []
 
     def seconds(self) -> float | None:
         if self._proc is None:
             return None
-        times = self._proc.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for proc in (self._proc, *self._children):
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
 
 
 async def run_round(side: Side, concurrency: int, duration: float) -> Round:

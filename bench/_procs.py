@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +37,13 @@ def free_port() -> int:
 class Child:
     """One child process with a log file; ``stop()`` ends it by pid and is safe to call twice."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log = log
         self._log_file = log.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -124,11 +126,32 @@ def _health_serving(target: str) -> Callable[[], bool]:
     return check
 
 
-def start_coord(workdir: Path, redis_url: str) -> tuple[Child, str]:
-    """A real Coord server (``python -m coord_server``) on Redis at ``redis_url``; waits for SERVING."""
+# Starts Coord with hiredis hidden, so that redis-py falls back to its pure-Python reply parser.
+WITHOUT_HIREDIS = (
+    "-c",
+    "import runpy, sys; sys.modules['hiredis'] = None; "
+    "sys.argv[0] = 'coord_server'; runpy.run_module('coord_server', run_name='__main__', alter_sys=True)",
+)
+
+
+def start_coord(
+    workdir: Path,
+    redis_url: str,
+    *,
+    label: str = "coord",
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    without_hiredis: bool = False,
+) -> tuple[Child, str]:
+    """A real Coord server (``python -m coord_server``) on Redis at ``redis_url``; waits for SERVING.
+
+    ``label`` names its log file; ``args`` and ``env`` add flags and ``COORD_*`` settings (the
+    variants the lever benchmarks compare).
+    """
     target = f"127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "coord_server", "--listen", target, "--redis-url", redis_url]
-    child = Child("coord-server", argv, workdir / "coord.log")
+    entry = WITHOUT_HIREDIS if without_hiredis else ("-m", "coord_server")
+    argv = [sys.executable, *entry, "--listen", target, "--redis-url", redis_url, *args]
+    child = Child(f"coord-server ({label})", argv, workdir / f"{label}.log", env)
     child.wait_until(_health_serving(target))
     return child, target
 

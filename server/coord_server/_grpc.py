@@ -8,6 +8,7 @@ leaked (the traceback goes to the log).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -164,4 +165,72 @@ def _log_error(name: str, error: CoordError) -> None:
         log.debug("%s: %s (%s)", name, error.message, error.reason)
 
 
-__all__ = ["DOMAIN", "STATUS_OF", "abort", "rpc", "status_code_of", "stream_rpc", "to_status"]
+# Requests of one stream being decided at once; further ones wait to be read (flow control).
+STREAM_IN_FLIGHT = 256
+_END = object()
+
+
+async def answer_each(
+    requests: AsyncIterator[Req],
+    handle: Callable[[Req], Awaitable[Resp]],
+    name: str,
+    in_flight: int = STREAM_IN_FLIGHT,
+) -> AsyncIterator[tuple[Req, Resp | None, status_pb2.Status | None]]:
+    """Answer every request of a bidirectional stream with ``handle``, many at once.
+
+    Yields ``(request, response, None)`` or, when ``handle`` fails as a unary call would,
+    ``(request, None, status)`` with the rich status the unary call would have returned: one
+    request's failure never ends the stream. Answers come in completion order. At most
+    ``in_flight`` requests are handled at once; the rest stay unread (gRPC flow control pushes back
+    on the caller). Runs in the caller's context, so the stream's deadline bounds every Redis call.
+    """
+    loop = asyncio.get_running_loop()
+    answers: asyncio.Queue[Any] = asyncio.Queue()
+    room = asyncio.Semaphore(in_flight)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(request: Req) -> None:
+        try:
+            answers.put_nowait((request, await handle(request), None))
+        except CoordError as error:
+            _log_error(name, error)
+            answers.put_nowait((request, None, to_status(error)))
+        except Exception:
+            log.exception("%s failed unexpectedly", name)
+            internal = CoordError("internal error; the server log has the details")
+            answers.put_nowait((request, None, to_status(internal)))
+        finally:
+            room.release()
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                await room.acquire()
+                task = loop.create_task(one(request))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.wait(set(pending))
+        finally:
+            answers.put_nowait(_END)
+
+    reader = loop.create_task(read())
+    try:
+        while (item := await answers.get()) is not _END:
+            yield item
+        await reader  # re-raises a failure to read the stream
+    finally:
+        for task in (reader, *pending):
+            task.cancel()
+
+
+__all__ = [
+    "DOMAIN",
+    "STATUS_OF",
+    "abort",
+    "answer_each",
+    "rpc",
+    "status_code_of",
+    "stream_rpc",
+    "to_status",
+]

@@ -46,7 +46,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.so_reuseport", 0),
+        # Several workers share the port; a single server refuses to share it with a stray one.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ]
 
 
@@ -87,7 +88,12 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
     server: grpc.aio.Server | None = None
     monitor: HealthMonitor | None = None
     try:
-        redis = RedisBackend.from_url(url, cluster=settings.redis_cluster, timeout=settings.redis_timeout)
+        redis = RedisBackend.from_url(
+            url,
+            cluster=settings.redis_cluster,
+            timeout=settings.redis_timeout,
+            coalesce=settings.redis_coalesce,
+        )
         server, monitor = build_server(settings, redis)
         try:
             port = server.add_insecure_port(settings.listen)

@@ -94,6 +94,9 @@ class Settings:
     lock_waiter_ttl: float = 3.0  # a dead server's lock waiters leave the queue after this
     lock_waiter_heartbeat: float = 1.0  # how often a server renews its lock waiters (< waiter TTL)
     lock_fallback: float = 5.0  # longest a waiter sleeps without a wake-up before it looks again
+    event_loop: str = "uvloop"  # the server's event loop: uvloop, or asyncio's own
+    redis_coalesce: bool = True  # concurrent requests' Redis scripts share one pipeline in flight
+    workers: int = 1  # server processes sharing the listen port (SO_REUSEPORT)
 
     @property
     def embedded(self) -> bool:
@@ -116,6 +119,12 @@ class Settings:
         for name in ("max_key_bytes", "max_value_bytes", "max_batch", "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ConfigError(f"event loop: {self.event_loop!r} is not uvloop or asyncio")
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be at least 1 (got {self.workers})")
+        if self.workers > 1 and self.listen.rsplit(":", 1)[1] == "0":
+            raise ConfigError("workers: several workers share one port, so listen needs a fixed port, not 0")
         if self.max_message_bytes < self.max_value_bytes + 64 * 1024:
             raise ConfigError(
                 "max message size: must exceed the max value size by at least 64KiB "
@@ -229,6 +238,13 @@ _SPEC: dict[str, tuple[str, str, str]] = {
         "--lock-fallback",
         "longest a lock waiter sleeps without a wake-up before it looks again",
     ),
+    "event_loop": ("COORD_EVENT_LOOP", "--event-loop", "event loop of the server: uvloop or asyncio"),
+    "redis_coalesce": (
+        "COORD_REDIS_COALESCE",
+        "--redis-coalesce",
+        "send concurrent requests' Redis scripts together, one pipeline in flight (1/0)",
+    ),
+    "workers": ("COORD_WORKERS", "--workers", "server processes sharing the listen port (SO_REUSEPORT)"),
 }
 
 _DURATIONS = {
@@ -266,12 +282,12 @@ def _convert(name: str, raw: str, label: str) -> object:
         return parse_duration(raw, label)
     if name in _SIZES:
         return parse_size(raw, label)
-    if name in ("max_batch", "session_max_per_subject") or name in _EVENTS_INTS:
+    if name in ("max_batch", "session_max_per_subject", "workers") or name in _EVENTS_INTS:
         try:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{label}: {raw!r} is not a whole number") from None
-    if name == "redis_cluster":
+    if name in ("redis_cluster", "redis_coalesce"):
         return _parse_bool(raw, label)
     if name == "data_dir":
         return Path(raw)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
-from .._grpc import rpc
+from .._grpc import answer_each, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
 from ..validation import Limits
 from .store import CacheStore, Condition, Entry, SetItem, WriteResult
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+_GET_STREAM = "CacheServicer.GetStream"
 
 
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
@@ -24,6 +26,24 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @rpc
     async def Get(self, request: cache_pb2.GetRequest, context: Ctx) -> cache_pb2.GetResponse:
+        return await self._get(request)
+
+    @stream_rpc
+    async def GetStream(
+        self, requests: AsyncIterator[cache_pb2.GetStreamRequest], context: Ctx
+    ) -> AsyncIterator[cache_pb2.GetStreamResponse]:
+        async for request, response, error in answer_each(requests, self._get_streamed, _GET_STREAM):
+            if error is None:
+                yield cache_pb2.GetStreamResponse(request_id=request.request_id, get=response)
+            else:
+                failure = cache_pb2.StreamError(code=error.code, message=error.message, details=error.details)
+                yield cache_pb2.GetStreamResponse(request_id=request.request_id, error=failure)
+
+    async def _get_streamed(self, request: cache_pb2.GetStreamRequest) -> cache_pb2.GetResponse:
+        return await self._get(request.get)
+
+    async def _get(self, request: cache_pb2.GetRequest) -> cache_pb2.GetResponse:
+        """Get's whole work, shared by the unary call and every message of GetStream."""
         key = self._limits.key("key", request.key)
         return cache_pb2.GetResponse(entry=_entry_pb(await self._store.get(key)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from google.protobuf import duration_pb2
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
-from .._grpc import rpc
+from .._grpc import answer_each, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
 from ..validation import Limits
@@ -22,6 +23,7 @@ from .store import Decision, Item, RateLimitStore, Status
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _MODE_INDEPENDENT = ratelimit_pb2.MODE_INDEPENDENT
+_CHECK_STREAM = "RateLimitServicer.CheckStream"
 _KNOWN_MODES = (ratelimit_pb2.MODE_UNSPECIFIED, ratelimit_pb2.MODE_ALL_OR_NOTHING, _MODE_INDEPENDENT)
 
 
@@ -39,6 +41,26 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
 
     @rpc
     async def Check(self, request: ratelimit_pb2.CheckRequest, context: Ctx) -> ratelimit_pb2.CheckResponse:
+        return await self._check(request)
+
+    @stream_rpc
+    async def CheckStream(
+        self, requests: AsyncIterator[ratelimit_pb2.CheckStreamRequest], context: Ctx
+    ) -> AsyncIterator[ratelimit_pb2.CheckStreamResponse]:
+        async for request, response, error in answer_each(requests, self._check_streamed, _CHECK_STREAM):
+            if error is None:
+                yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, check=response)
+            else:
+                failure = ratelimit_pb2.StreamError(
+                    code=error.code, message=error.message, details=error.details
+                )
+                yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, error=failure)
+
+    async def _check_streamed(self, request: ratelimit_pb2.CheckStreamRequest) -> ratelimit_pb2.CheckResponse:
+        return await self._check(request.check)
+
+    async def _check(self, request: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckResponse:
+        """Check's whole work, shared by the unary call and every message of CheckStream."""
         self._limits.batch("descriptors", len(request.descriptors))
         if request.mode not in _KNOWN_MODES:
             raise invalid("mode", f"{request.mode} is not a known mode")

@@ -82,7 +82,8 @@ class RateLimitStore:
         calls = [self._check_call(group_scope, [items[i] for i in indexes], flags)
                  for group_scope, indexes in groups.items()]  # fmt: skip
         try:
-            replies = await asyncio.wait_for(self._run(calls), self._timeout)
+            async with asyncio.timeout(self._timeout):  # no Task per check, unlike wait_for
+                replies = await self._run(calls)
         except (TimeoutError, BackendUnavailable) as exc:
             log.warning("rate limit check decided by failure modes: %s", exc or "timed out")
             return _failure_decision(items)
