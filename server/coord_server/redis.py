@@ -74,7 +74,7 @@ class RedisBackend:
         self.description = description
         self.is_cluster = isinstance(client, RedisCluster)
         self._detached: set[asyncio.Task[Any]] = set()
-        self._coalescer = Coalescer(client) if coalesce else None
+        self._coalescer = Coalescer(client, timeout) if coalesce else None
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool, timeout: float, coalesce: bool = True) -> RedisBackend:
@@ -199,8 +199,11 @@ class Coalescer:
     pipeline splits each batch per node and sends to the nodes concurrently.
     """
 
-    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, timeout: float) -> None:
         self._client = client
+        # The flusher serves no single caller, so no caller's deadline cancels its round trip: it is
+        # bounded here instead, or one dead connection (no RST) would stall every later call.
+        self._timeout = timeout
         self._queue: list[tuple[ScriptCall, asyncio.Future[Any]]] = []
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
@@ -241,10 +244,14 @@ class Coalescer:
 
     async def _send(self, batch: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> None:
         try:
-            if len(batch) == 1:
-                replies: list[Any] = [await _evalsha(self._client, batch[0][0])]
-            else:
-                replies = await _pipeline([c for c, _ in batch], self._client)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if len(batch) == 1:
+                        replies: list[Any] = [await _evalsha(self._client, batch[0][0])]
+                    else:
+                        replies = await _pipeline([c for c, _ in batch], self._client)
+            except TimeoutError:
+                raise rex.TimeoutError(f"Redis did not answer within {self._timeout:g}s") from None
         except BaseException as exc:  # the whole round trip failed: every caller of it gets the error
             error = exc if isinstance(exc, Exception) else rex.ConnectionError("Redis call cancelled")
             for _, future in batch:
