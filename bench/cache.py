@@ -116,7 +116,7 @@ async def bench_set(env: Env) -> list[Row]:
 
     async def lua(i: int) -> None:
         entry, tomb = s.both[i % KEYS]
-        await redis.evalsha(sha, 2, entry, tomb, VALUE, TTL_MS, 0, "0")
+        await redis.evalsha(sha, 2, entry, tomb, VALUE, TTL_MS, 0, "0", "", "0")
 
     async def plain(i: int) -> None:
         await redis.set(s.keys[i % KEYS], VALUE, px=TTL_MS)

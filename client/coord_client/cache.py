@@ -61,6 +61,7 @@ class SetOutcome(enum.StrEnum):
     ALREADY_EXISTS = "already_exists"
     NOT_FOUND = "not_found"
     VERSION_MISMATCH = "version_mismatch"
+    FENCED = "fenced"  # a newer holder of the fence's lock already wrote this key
 
 
 class DeleteOutcome(enum.StrEnum):
@@ -91,6 +92,7 @@ class SetResult:
     outcome: SetOutcome
     version: int
     expire_time: datetime | None
+    fencing_token: int = 0  # fenced writes: the highest token the key accepted for that lock
 
     @property
     def stored(self) -> bool:
@@ -148,6 +150,26 @@ class SetItem:
     if_absent: bool = False
     if_present: bool = False
     if_version: int | None = None
+    fence: FenceLike | None = None
+
+
+class _HasFence(Protocol):
+    name: str
+    fencing_token: int
+
+
+# A fenced write names the lock and the grant's fencing token: ("jobs", 1795...) or a held lease.
+FenceLike = tuple[str, int] | _HasFence
+
+
+def _fence(fence: FenceLike) -> cache_pb2.Fence:
+    if isinstance(fence, tuple):
+        name, token = fence
+    else:
+        name, token = fence.name, fence.fencing_token
+    if not isinstance(name, str) or isinstance(token, bool) or not isinstance(token, int) or token < 1:
+        raise ValueError("fence must be (lock name, fencing token >= 1) or a held lock lease")
+    return cache_pb2.Fence(lock_name=name, fencing_token=token)
 
 
 # ---------------------------------------------------------------- request builders
@@ -211,6 +233,8 @@ def _set_request(item: SetItem) -> cache_pb2.SetRequest:
         if isinstance(item.if_version, bool) or not isinstance(item.if_version, int) or item.if_version < 1:
             raise ValueError("if_version must be a version (an integer >= 1) read from an earlier call")
         request.if_version = item.if_version
+    if item.fence is not None:
+        request.fence.CopyFrom(_fence(item.fence))
     return request
 
 
@@ -253,6 +277,7 @@ _SET_OUTCOMES = {
     cache_pb2.WRITE_OUTCOME_ALREADY_EXISTS: SetOutcome.ALREADY_EXISTS,
     cache_pb2.WRITE_OUTCOME_NOT_FOUND: SetOutcome.NOT_FOUND,
     cache_pb2.WRITE_OUTCOME_VERSION_MISMATCH: SetOutcome.VERSION_MISMATCH,
+    cache_pb2.WRITE_OUTCOME_FENCED: SetOutcome.FENCED,
 }
 _DELETE_OUTCOMES = {
     cache_pb2.DELETE_OUTCOME_DELETED: DeleteOutcome.DELETED,
@@ -275,7 +300,13 @@ def _entry(pb: cache_pb2.Entry) -> Entry:
 
 
 def _set_result(key: str, pb: cache_pb2.SetResponse) -> SetResult:
-    return SetResult(key=key, outcome=_SET_OUTCOMES[pb.outcome], version=pb.version, expire_time=_time(pb))
+    return SetResult(
+        key=key,
+        outcome=_SET_OUTCOMES[pb.outcome],
+        version=pb.version,
+        expire_time=_time(pb),
+        fencing_token=pb.fencing_token,
+    )
 
 
 def _delete_result(pb: cache_pb2.DeleteResponse) -> DeleteResult:
@@ -435,10 +466,15 @@ class CacheAPI:
         if_absent: bool = False,
         if_present: bool = False,
         if_version: int | None = None,
+        fence: FenceLike | None = None,
         timeout: float | None = None,
     ) -> SetResult:
-        """Write one entry, under at most one condition; see :class:`SetResult` for the outcome."""
-        request = _set_request(SetItem(key, value, ttl, if_absent, if_present, if_version))
+        """Write one entry, under at most one condition; see :class:`SetResult` for the outcome.
+
+        ``fence=("lock", fencing_token)`` (or a held lease) makes it a fenced write: refused with
+        outcome FENCED once a newer grant of that lock has written the key.
+        """
+        request = _set_request(SetItem(key, value, ttl, if_absent, if_present, if_version, fence))
         return _set_result(key, self._t.call(self._stub.Set, _M + "Set", request, timeout))
 
     def batch_set(
@@ -547,10 +583,15 @@ class AsyncCacheAPI:
         if_absent: bool = False,
         if_present: bool = False,
         if_version: int | None = None,
+        fence: FenceLike | None = None,
         timeout: float | None = None,
     ) -> SetResult:
-        """Write one entry, under at most one condition; see :class:`SetResult` for the outcome."""
-        request = _set_request(SetItem(key, value, ttl, if_absent, if_present, if_version))
+        """Write one entry, under at most one condition; see :class:`SetResult` for the outcome.
+
+        ``fence=("lock", fencing_token)`` (or a held lease) makes it a fenced write: refused with
+        outcome FENCED once a newer grant of that lock has written the key.
+        """
+        request = _set_request(SetItem(key, value, ttl, if_absent, if_present, if_version, fence))
         return _set_result(key, await self._t.call(self._stub.Set, _M + "Set", request, timeout))
 
     async def batch_set(

@@ -16,6 +16,9 @@ from ..validation import Limits
 from .store import CacheStore, Condition, Entry, SetItem, WriteResult
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+# Lua compares fencing tokens as doubles: exact only below 2^53 (Coord's own tokens are far below).
+_MAX_FENCING_TOKEN = 2**53 - 1
 _GET_STREAM = "CacheServicer.GetStream"
 
 
@@ -114,7 +117,13 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             "if_present": Condition.IF_PRESENT,
             "if_version": Condition.IF_VERSION,
         }[which]
-        return SetItem(key, value, ttl, condition, request.if_version)
+        fence_lock, token = "", 0
+        if request.HasField("fence"):
+            fence_lock = self._limits.key(prefix + "fence.lock_name", request.fence.lock_name)
+            token = request.fence.fencing_token
+            if not 0 < token <= _MAX_FENCING_TOKEN:
+                raise invalid(prefix + "fence.fencing_token", f"must be between 1 and {_MAX_FENCING_TOKEN}")
+        return SetItem(key, value, ttl, condition, request.if_version, fence_lock, token)
 
 
 def _entry_pb(entry: Entry) -> cache_pb2.Entry:
@@ -134,4 +143,5 @@ def _write_pb(result: WriteResult) -> cache_pb2.SetResponse:
         outcome=int(result.outcome),  # type: ignore[arg-type]
         version=result.version,
         expire_time=timestamp_ms(result.expire_ms),
+        fencing_token=result.fencing_token,
     )

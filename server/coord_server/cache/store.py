@@ -29,6 +29,7 @@ class WriteOutcome(enum.IntEnum):
     ALREADY_EXISTS = 2
     NOT_FOUND = 3
     VERSION_MISMATCH = 4
+    FENCED = 5
 
 
 class DeleteOutcome(enum.IntEnum):
@@ -55,6 +56,8 @@ class SetItem:
     ttl_ms: int
     condition: Condition = Condition.ALWAYS
     if_version: int = 0
+    fence_lock: str = ""  # non-empty: a fenced write on behalf of a holder of this lock
+    fencing_token: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class WriteResult:
     outcome: WriteOutcome
     version: int
     expire_ms: int
+    fencing_token: int = 0
 
     @property
     def stored(self) -> bool:
@@ -117,7 +121,14 @@ class CacheStore:
     # -- writes ------------------------------------------------------------------------------------
 
     def _set_call(self, item: SetItem) -> ScriptCall:
-        args: list[ScriptArg] = [item.value, item.ttl_ms, int(item.condition), str(item.if_version)]
+        args: list[ScriptArg] = [
+            item.value,
+            item.ttl_ms,
+            int(item.condition),
+            str(item.if_version),
+            item.fence_lock,
+            str(item.fencing_token),
+        ]
         return ScriptCall(self._set, self._keys.both(item.key), args)
 
     async def set(self, item: SetItem) -> WriteResult:
@@ -170,4 +181,4 @@ def _entry(key: str, reply: Any) -> Entry:
 
 
 def _write_result(reply: Any) -> WriteResult:
-    return WriteResult(WriteOutcome(int(reply[0])), int(reply[1]), int(reply[2]))
+    return WriteResult(WriteOutcome(int(reply[0])), int(reply[1]), int(reply[2]), int(reply[3]))

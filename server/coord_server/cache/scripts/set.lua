@@ -1,10 +1,15 @@
---[[ Write one cache entry under a condition: value, version and TTL together.
-  KEYS[1] entry hash  coord:<tenant>:cache:{<key>}       KEYS[2] tombstone  coord:<tenant>:cache:{<key>}:tomb
+--[[ Write one cache entry under a condition and an optional fence: value, version and TTL together.
+  KEYS[1] entry hash  coord:<tenant>:cache:{<key>}       KEYS[2] tombstone hash  coord:<tenant>:cache:{<key>}:tomb
   ARGV[1] value   ARGV[2] ttl ms (> 0)
   ARGV[3] condition: 0 always | 1 if absent | 2 if present | 3 if version   ARGV[4] expected version (decimal)
-  Returns {outcome, version, expire_ms}: outcome 1 stored | 2 already exists | 3 not found | 4 version mismatch.
+  ARGV[5] fence lock name ('' = unfenced)   ARGV[6] fencing token (decimal, < 2^53)
+  Returns {outcome, version, expire_ms, fencing_token}: outcome 1 stored | 2 already exists | 3 not found
+        | 4 version mismatch | 5 fenced (a higher token for that lock was accepted before; nothing written).
+  Fields: v value, ver version, x expiry (Unix ms, = PEXPIREAT), f:<lock name> highest fencing token
+  accepted for that lock.
   A new version is max(Redis TIME in us, previous + 1), where "previous" is the live entry's version or the
-  tombstone a Delete left: versions never repeat across delete and re-create. ]]
+  tombstone's (Delete renames the entry to its tombstone): versions never repeat across delete and
+  re-create, and a re-created entry inherits the tombstone's fences. ]]
 local cur = redis.call('HGET', KEYS[1], 'ver')
 local cond = ARGV[3]
 local t = redis.call('TIME')
@@ -13,16 +18,35 @@ if cur then
   if cond == '1' or (cond == '3' and cur ~= ARGV[4]) then
     local outcome = 2
     if cond == '3' then outcome = 4 end
-    return {outcome, tonumber(cur), now_ms + redis.call('PTTL', KEYS[1])}
+    return {outcome, tonumber(cur), tonumber(redis.call('HGET', KEYS[1], 'x') or '0'), 0}
   end
 elseif cond == '2' or cond == '3' then
-  return {3, 0, 0}
+  return {3, 0, 0, 0}
 end
-local prev = tonumber(cur or redis.call('GET', KEYS[2]) or '0')
-local ver = math.max(t[1] * 1000000 + t[2], prev + 1)
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%.0f', ver))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if not cur then
-  redis.call('DEL', KEYS[2])
+local fence_field = nil
+local token = 0
+if ARGV[5] ~= '' then
+  fence_field = 'f:' .. ARGV[5]
+  token = tonumber(ARGV[6])
+  local holder = KEYS[1]
+  if not cur then holder = KEYS[2] end
+  local seen = tonumber(redis.call('HGET', holder, fence_field) or '0')
+  if seen > token then
+    local expire_ms = 0
+    if cur then expire_ms = tonumber(redis.call('HGET', KEYS[1], 'x') or '0') end
+    return {5, tonumber(cur or '0'), expire_ms, seen}
+  end
 end
-return {1, ver, now_ms + tonumber(ARGV[2])}
+local prev = cur
+if not cur and redis.call('EXISTS', KEYS[2]) == 1 then
+  prev = redis.call('HGET', KEYS[2], 'ver')
+  redis.call('RENAME', KEYS[2], KEYS[1])  -- keeps the fences; value and TTL are set below
+end
+local ver = math.max(t[1] * 1000000 + t[2], tonumber(prev or '0') + 1)
+local expire_ms = now_ms + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%.0f', ver), 'x', string.format('%.0f', expire_ms))
+if fence_field then
+  redis.call('HSET', KEYS[1], fence_field, ARGV[6])
+end
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_ms))
+return {1, ver, expire_ms, token}
