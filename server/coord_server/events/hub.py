@@ -306,6 +306,7 @@ class Subscription:
     _error: CoordError | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closed: bool = False
+    _deferred: list[str] | None = field(default_factory=list)  # names offered while opening
 
     @property
     def scan_prefix(self) -> str:
@@ -328,6 +329,9 @@ class Subscription:
             raise invalid("topics", f"match {len(topics)} topics; the limit is {self.spec.max_topics}")
         starts = [(topic, await self._attach(topic, late=False)) for topic in topics]
         self._push(SubscribedFrame(starts, self.open_ms))
+        deferred, self._deferred = self._deferred, None
+        if deferred:
+            self.consider(deferred)
         for topic, after in starts:
             await self._check_gap(topic, after)
         for topic, after in starts:
@@ -359,6 +363,12 @@ class Subscription:
         return any(p.matches(topic) for p in self.spec.patterns)
 
     def consider(self, names: Iterable[str]) -> None:
+        if self._deferred is not None:
+            # open() is still listing and attaching topics: a name seen now may be one it attaches,
+            # and attaching it here too would read (and deliver) its events twice. Decide once the
+            # opening Subscribed frame is queued.
+            self._deferred.extend(names)
+            return
         for name in names:
             if len(self.states) >= self.spec.max_topics:
                 log.warning(
