@@ -308,8 +308,25 @@ class _Backoff:
 # ---------------------------------------------------------------- sync
 
 
+# The server sends a Progress frame after every heartbeat interval of silence (5 s unless configured).
+# A stream silent for several intervals while we wait on it is dead even if TCP does not say so (a
+# paused or partitioned server): it is abandoned and resumed from the cursors.
+_SERVER_DEFAULT_STALE = 30.0
+
+
+def _stale_after(heartbeat: float | timedelta | None) -> float:
+    if heartbeat is None:
+        return _SERVER_DEFAULT_STALE
+    seconds = heartbeat.total_seconds() if isinstance(heartbeat, timedelta) else float(heartbeat)
+    return max(1.0, 3 * seconds)
+
+
 class Subscription:
-    """A sync subscription: iterate it for events; ``cursors`` says where it stands; ``close()`` ends it."""
+    """A sync subscription: iterate it for events; ``cursors`` says where it stands; ``close()`` ends it.
+
+    A stream that stays silent (no event, no Progress heartbeat) for three heartbeat intervals while
+    the subscription waits on it is treated as dead and resumed; ``reconnects`` counts resumptions.
+    """
 
     def __init__(
         self, stub: events_pb2_grpc.EventsServiceStub, cursors: _Cursors, on_gap: Any, metadata: Any
@@ -320,6 +337,9 @@ class Subscription:
         self._on_gap = on_gap
         self._call: Any = None
         self._closed = False
+        self._stale = False
+        self._waiting_since: float | None = None
+        self.reconnects = 0
 
     @property
     def cursors(self) -> dict[str, str]:
@@ -339,23 +359,51 @@ class Subscription:
 
     def __iter__(self) -> Iterator[Event]:
         backoff = _Backoff()
+        stale_after = _stale_after(self._state.heartbeat)
         while not self._closed:
-            self._call = self._stub.Subscribe(self._state.request(), metadata=self._metadata)
+            call = self._call = self._stub.Subscribe(self._state.request(), metadata=self._metadata)
+            self._stale = False
+            stop = threading.Event()
+            threading.Thread(target=self._watch, args=(call, stop, stale_after), daemon=True).start()
             try:
-                for frame in self._call:
+                frames = iter(call)
+                while True:
+                    self._waiting_since = time.monotonic()
+                    try:
+                        frame = next(frames)
+                    except StopIteration:
+                        break
+                    finally:
+                        self._waiting_since = None
                     backoff.reset()
                     for event in self._state.frame(frame, self._on_gap):
                         yield event
                         self._state.advance(event.topic, event.id)
                 raise CoordError("the subscription stream ended")
             except grpc.RpcError as exc:
-                if self._closed or exc.code() == grpc.StatusCode.CANCELLED:
+                if self._closed:
                     return
-                error = from_grpc_error(exc)
-                if not _resumable(error):
-                    raise error from exc
-                log.info("subscription interrupted (%s); resuming", error)
+                if self._stale:
+                    log.warning("subscription silent for %gs; resuming from its cursors", stale_after)
+                elif exc.code() == grpc.StatusCode.CANCELLED:
+                    return
+                else:
+                    error = from_grpc_error(exc)
+                    if not _resumable(error):
+                        raise error from exc
+                    log.info("subscription interrupted (%s); resuming", error)
+            finally:
+                stop.set()
+            self.reconnects += 1
             time.sleep(backoff.next())
+
+    def _watch(self, call: Any, stop: threading.Event, stale_after: float) -> None:
+        while not stop.wait(min(0.5, stale_after / 4)):
+            since = self._waiting_since
+            if since is not None and time.monotonic() - since > stale_after:
+                self._stale = True
+                call.cancel()
+                return
 
 
 class EventsAPI:
@@ -542,7 +590,10 @@ def _settle(handler: Callable[[Event], Any], event: Event) -> events_pb2.Consume
 
 
 class AsyncSubscription:
-    """An asyncio subscription: ``async for`` it; ``cursors`` says where it stands; ``close()`` ends it."""
+    """An asyncio subscription: ``async for`` it; ``cursors`` says where it stands; ``close()`` ends it.
+
+    Silent streams are resumed as in :class:`Subscription`; ``reconnects`` counts resumptions.
+    """
 
     def __init__(
         self, stub: events_pb2_grpc.EventsServiceStub, cursors: _Cursors, on_gap: Any, metadata: Any
@@ -553,6 +604,9 @@ class AsyncSubscription:
         self._on_gap = on_gap
         self._call: Any = None
         self._closed = False
+        self._stale = False
+        self._waiting_since: float | None = None
+        self.reconnects = 0
 
     @property
     def cursors(self) -> dict[str, str]:
@@ -568,11 +622,24 @@ class AsyncSubscription:
 
     async def _events(self) -> AsyncIterator[Event]:
         backoff = _Backoff()
+        stale_after = _stale_after(self._state.heartbeat)
+        loop = asyncio.get_running_loop()
         try:
             while not self._closed:
-                self._call = self._stub.Subscribe(self._state.request(), metadata=self._metadata)
+                call: Any = self._stub.Subscribe(self._state.request(), metadata=self._metadata)
+                self._call = call
+                self._stale = False
+                watchdog = loop.create_task(self._watch(call, stale_after))
                 try:
-                    async for frame in self._call:
+                    frames = call.__aiter__()
+                    while True:
+                        self._waiting_since = loop.time()
+                        try:
+                            frame = await frames.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            self._waiting_since = None
                         backoff.reset()
                         for event in self._state.frame(frame, self._on_gap):
                             yield event
@@ -580,17 +647,37 @@ class AsyncSubscription:
                     if self._closed:
                         return
                     raise CoordError("the subscription stream ended")
-                except grpc.aio.AioRpcError as exc:
-                    if self._closed or exc.code() == grpc.StatusCode.CANCELLED:
+                except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+                    if self._closed:
                         return
-                    error = from_grpc_error(exc)
-                    if not _resumable(error):
-                        raise error from exc
-                    log.info("subscription interrupted (%s); resuming", error)
+                    if self._stale:
+                        log.warning("subscription silent for %gs; resuming from its cursors", stale_after)
+                    elif isinstance(exc, asyncio.CancelledError):
+                        raise  # our own task is being cancelled
+                    elif exc.code() == grpc.StatusCode.CANCELLED:
+                        return
+                    else:
+                        error = from_grpc_error(exc)
+                        if not _resumable(error):
+                            raise error from exc
+                        log.info("subscription interrupted (%s); resuming", error)
+                finally:
+                    watchdog.cancel()
+                self.reconnects += 1
                 await asyncio.sleep(backoff.next())
         finally:
             if self._call is not None:
                 self._call.cancel()
+
+    async def _watch(self, call: Any, stale_after: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.5, stale_after / 4))
+            since = self._waiting_since
+            if since is not None and loop.time() - since > stale_after:
+                self._stale = True
+                call.cancel()
+                return
 
 
 class AsyncEventsAPI:
