@@ -34,7 +34,7 @@ from ._procs import Processes, start_all, start_coord
 SUITES = (cache, ratelimit, lock, session, events, levers)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-QUICK = Plan(duration=0.7, rounds=3, concurrency=(1, 64), warmup=0.3)
+QUICK = Plan(duration=0.3, rounds=3, concurrency=(1, 64), warmup=0.15, memory_keys=2000)
 FULL = Plan(duration=3.0, rounds=3, concurrency=(1, 64), warmup=1.0)
 
 
@@ -50,7 +50,9 @@ def _levels(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short rounds (well under two minutes in all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short rounds and fewer keys (under three minutes in all)"
+    )
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="run only this benchmark or prefix (cache, cache.get)"
     )
@@ -73,6 +75,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         rounds=args.rounds if args.rounds is not None else base.rounds,
         concurrency=levels,
         warmup=min(base.warmup, duration),
+        memory_keys=base.memory_keys,
     )
 
 

@@ -24,7 +24,6 @@ from .floor import echo_side
 KEYS = 1000  # distinct keys the operations cycle through
 VALUE = b"v" * 100
 TTL_MS = 60_000
-MEMORY_ENTRIES = 10_000
 BATCH = 100
 TENANT = "default"  # the tenant a Coord server without authentication uses
 
@@ -139,17 +138,18 @@ async def _used_memory(env: Env) -> int:
 
 
 async def bench_memory(env: Env) -> list[Row]:
-    """Redis ``used_memory`` growth per entry, over 10k entries of 100 bytes, each with a TTL."""
-    keys = _user_keys(MEMORY_ENTRIES, "mem:")
+    """``used_memory`` growth per entry, over ``plan.memory_keys`` entries of 100 B, each with a TTL."""
+    count = env.plan.memory_keys
+    keys = _user_keys(count, "mem:")
     stub = cache_pb2_grpc.CacheServiceStub(env.coord)
     await env.redis.flushall()
     before = await _used_memory(env)
     await _coord_set_all(stub, keys)
-    coord = (await _used_memory(env) - before) / MEMORY_ENTRIES
+    coord = (await _used_memory(env) - before) / count
     await env.redis.flushall()
     before = await _used_memory(env)
     await _plain_set_all(env, keys)
-    plain = (await _used_memory(env) - before) / MEMORY_ENTRIES
+    plain = (await _used_memory(env) - before) / count
     await env.redis.flushall()
     progress(f"cache memory: Coord {coord:.0f} bytes/key, plain SET {plain:.0f} bytes/key")
     return [Row("cache memory per entry (100 B)", "redis-py SET PX", "bytes/key", coord, plain)]

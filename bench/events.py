@@ -1,11 +1,19 @@
-"""Events: fan-out of one published event to 100 subscribers, against redis-py Pub/Sub.
+"""Events: publish throughput against redis-py XADD, and fan-out to 1, 10 and 100 subscribers against
+redis-py Pub/Sub.
 
-An operation publishes one 100-byte event and ends when every one of the 100 subscribers has
-received it; K operations run at once (closed loop). Coord: unary Publish, 100 Subscribe streams
-(START_POSITION_LATEST) over one channel. Baseline: redis-py asyncio ``PUBLISH`` to a channel that
-100 redis-py ``PubSub`` connections listen on. Both sides' subscribers live in the bench process.
-Pub/Sub keeps nothing and drops messages for a slow or disconnected subscriber; Coord's events are
-stored in a Redis stream, carry ids and cursors, and survive a reconnect.
+``events.publish``: one 100-byte event per call to a topic nobody reads. Coord: unary Publish (its
+script appends with ``XADD MAXLEN ~`` and applies the age retention; the topic registry write rides
+in the same pipeline). Baseline: redis-py asyncio ``XADD ... MAXLEN ~ 100000`` (Coord's default
+length cap) to a stream, with no retention by age.
+
+``events.fanout.<N>``: an operation publishes one 100-byte event and ends when every one of the N
+subscribers has received it; K operations run at once (closed loop). Coord: unary Publish, N
+Subscribe streams (START_POSITION_LATEST) over one channel. Baseline: redis-py asyncio ``PUBLISH`` to
+a channel that N redis-py ``PubSub`` connections listen on. Both sides' subscribers live in the bench
+process. Each event carries the time it was published (``time.perf_counter_ns`` of this process), so
+every delivery also gives an end-to-end latency, from just before the publish call to the moment the
+subscriber has the event. Pub/Sub keeps nothing and drops messages for a slow or disconnected
+subscriber; Coord's events are stored in a Redis stream, carry ids and cursors, and survive a reconnect.
 """
 
 from __future__ import annotations
@@ -13,34 +21,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
-from ._harness import Benchmark, Env, Row, Side, compare
+from ._harness import Benchmark, Env, Row, Side, compare, progress, sample_rows
 
-SUBSCRIBERS = 100
-PAYLOAD = b"e" * 92  # plus an 8-byte sequence number: 100 bytes
+FANOUT = (1, 10, 100)
+PAYLOAD = b"e" * 84  # plus an 8-byte sequence number and an 8-byte send time: 100 bytes
+MAX_LENGTH = 100_000  # Coord's default events_max_length
+
+
+def _event(number: int) -> bytes:
+    return number.to_bytes(8, "big") + time.perf_counter_ns().to_bytes(8, "big") + PAYLOAD
 
 
 class _FanIn:
-    """Counts deliveries per event number; an event is done when all subscribers have it."""
+    """Counts deliveries per event number (an event is done when all subscribers have it) and keeps
+    each delivery's end-to-end latency."""
 
-    def __init__(self) -> None:
+    def __init__(self, subscribers: int) -> None:
+        self.subscribers = subscribers
         self.waiting: dict[int, tuple[int, asyncio.Future[None]]] = {}
+        self.latencies: list[int] = []
 
     def expect(self, number: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting[number] = (SUBSCRIBERS, future)
+        self.waiting[number] = (self.subscribers, future)
         return future
 
     def delivered(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
         number = int.from_bytes(data[:8], "big")
         entry = self.waiting.get(number)
         if entry is None:
             return
+        self.latencies.append(now - int.from_bytes(data[8:16], "big"))
         left, future = entry
         if left == 1:
             del self.waiting[number]
@@ -49,11 +68,15 @@ class _FanIn:
         else:
             self.waiting[number] = (left - 1, future)
 
+    def drain(self) -> list[int]:
+        latencies, self.latencies = self.latencies, []
+        return latencies
+
 
 @contextlib.asynccontextmanager
 async def _coord_subscribers(env: Env, topic: str, fan: _FanIn) -> AsyncIterator[None]:
     stub = events_pb2_grpc.EventsServiceStub(env.coord)
-    ready = [asyncio.Event() for _ in range(SUBSCRIBERS)]
+    ready = [asyncio.Event() for _ in range(fan.subscribers)]
     calls = []
 
     async def listen(i: int) -> None:
@@ -69,7 +92,7 @@ async def _coord_subscribers(env: Env, topic: str, fan: _FanIn) -> AsyncIterator
                 for event in frame.events.events:
                     fan.delivered(event.data)
 
-    tasks = [asyncio.create_task(listen(i)) for i in range(SUBSCRIBERS)]
+    tasks = [asyncio.create_task(listen(i)) for i in range(fan.subscribers)]
     try:
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
         yield
@@ -84,8 +107,8 @@ async def _coord_subscribers(env: Env, topic: str, fan: _FanIn) -> AsyncIterator
 @contextlib.asynccontextmanager
 async def _redis_subscribers(env: Env, channel: str, fan: _FanIn) -> AsyncIterator[None]:
     # A client of its own: each PubSub holds a connection, more than the shared pool allows.
-    client = aioredis.Redis.from_url(env.redis_url, max_connections=SUBSCRIBERS + 8)
-    pubsubs = [client.pubsub() for _ in range(SUBSCRIBERS)]
+    client = aioredis.Redis.from_url(env.redis_url, max_connections=fan.subscribers + 8)
+    pubsubs = [client.pubsub() for _ in range(fan.subscribers)]
     for pubsub in pubsubs:
         await pubsub.subscribe(channel)
         await pubsub.get_message(timeout=5)  # the subscribe confirmation
@@ -107,31 +130,68 @@ async def _redis_subscribers(env: Env, channel: str, fan: _FanIn) -> AsyncIterat
         await client.aclose()
 
 
-async def bench_fanout(env: Env) -> list[Row]:
+async def bench_publish(env: Env) -> list[Row]:
     stub = events_pb2_grpc.EventsServiceStub(env.coord)
     numbers = itertools.count(1)
-    coord_fan, redis_fan = _FanIn(), _FanIn()
-    topic = "bench.fanout"
+    redis = env.redis
 
     async def coord(_: int) -> None:
-        number = next(numbers)
-        done = coord_fan.expect(number)
-        await stub.Publish(events_pb2.PublishRequest(topic=topic, data=number.to_bytes(8, "big") + PAYLOAD))
-        await done
+        await stub.Publish(events_pb2.PublishRequest(topic="bench.publish", data=_event(next(numbers))))
 
-    async def pubsub(_: int) -> None:
-        number = next(numbers)
-        done = redis_fan.expect(number)
-        await env.redis.publish(topic, number.to_bytes(8, "big") + PAYLOAD)
-        await done
+    async def xadd(_: int) -> None:
+        await redis.xadd("bench:xadd", {"d": _event(next(numbers))}, maxlen=MAX_LENGTH, approximate=True)
 
-    async with _coord_subscribers(env, topic, coord_fan), _redis_subscribers(env, topic, redis_fan):
-        return await compare(
-            env,
-            f"events fan-out to {SUBSCRIBERS} subscribers (events/s)",
-            Side("Coord", coord, env.coord_pid),
-            [Side("redis-py Pub/Sub", pubsub, env.redis_pid)],
-        )
+    rows = await compare(
+        env,
+        "events.Publish (100 B, no subscriber)",
+        Side("Coord", coord, env.coord_pid, env.redis_pid),
+        [Side("redis-py XADD MAXLEN ~", xadd, env.redis_pid, env.redis_pid)],
+    )
+    await redis.delete("bench:xadd")
+    return rows
 
 
-BENCHMARKS = (Benchmark("events.fanout", bench_fanout),)
+def _fanout(subscribers: int) -> Callable[[Env], Awaitable[list[Row]]]:
+    async def bench_fanout(env: Env) -> list[Row]:
+        stub = events_pb2_grpc.EventsServiceStub(env.coord)
+        numbers = itertools.count(1)
+        coord_fan, redis_fan = _FanIn(subscribers), _FanIn(subscribers)
+        topic = f"bench.fanout.{subscribers}"
+
+        async def coord(_: int) -> None:
+            number = next(numbers)
+            done = coord_fan.expect(number)
+            await stub.Publish(events_pb2.PublishRequest(topic=topic, data=_event(number)))
+            await done
+
+        async def pubsub(_: int) -> None:
+            number = next(numbers)
+            done = redis_fan.expect(number)
+            await env.redis.publish(topic, _event(number))
+            await done
+
+        async with _coord_subscribers(env, topic, coord_fan), _redis_subscribers(env, topic, redis_fan):
+            rows = await compare(
+                env,
+                f"events fan-out to {subscribers} (events/s)",
+                Side("Coord", coord, env.coord_pid, env.redis_pid, coord_fan.drain),
+                [Side("redis-py Pub/Sub", pubsub, env.redis_pid, env.redis_pid, redis_fan.drain)],
+            )
+        plural = "s" if subscribers > 1 else ""
+        latency = sample_rows(rows, f"events end-to-end latency, {subscribers} subscriber{plural}")
+        for row in latency:
+            assert row.coord_stats is not None and row.baseline_stats is not None
+            progress(
+                f"events latency to {subscribers} c={row.concurrency}: Coord p50/p99 "
+                f"{row.coord_stats.p50_ms:.2f}/{row.coord_stats.p99_ms:.2f} ms, Pub/Sub "
+                f"{row.baseline_stats.p50_ms:.2f}/{row.baseline_stats.p99_ms:.2f} ms"
+            )
+        return rows + latency
+
+    return bench_fanout
+
+
+BENCHMARKS = (
+    Benchmark("events.publish", bench_publish),
+    *(Benchmark(f"events.fanout.{n}", _fanout(n)) for n in FANOUT),
+)

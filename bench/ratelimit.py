@@ -1,41 +1,64 @@
-"""RateLimit: one GCRA descriptor per Check, unary and streamed, against what a user would do instead.
+"""RateLimit: one- and three-rule Checks, unary and streamed, against what a user would do instead.
 
-Baselines, all in the same run:
+``ratelimit.check`` and ``ratelimit.stream``: one GCRA descriptor per Check. Baselines, all in the
+same run:
 - redis-py asyncio running Coord's own check.lua (EVALSHA with the very keys and arguments Coord
   sends): the same atomic decision without the gRPC hop. The goal is Coord's best API at 1.0x of it
   at concurrency 64.
-- the ``limits`` library's asyncio Redis strategies (moving window and fixed window, on redis-py):
-  what a Python service would embed instead.
+- the ``limits`` library's asyncio Redis strategies (moving window, sliding window counter and fixed
+  window, on redis-py): what a Python service would embed instead.
 - the gRPC echo floor, and (for the stream) Coord's own unary Check.
 
+``ratelimit.three_rules``: three descriptors of one scope decided all-or-nothing in one Check
+(sliding window counters, 100/s, 2,000/min and 50,000/h on three keys of one caller), against
+``limits`` hitting the same three rules one by one (moving window; sliding window counter) and
+against redis-py running check.lua with the same three descriptors. Besides calls per second it
+reports the Redis CPU per check (the redis-server process's CPU time over the round, divided by the
+checks), Coord's included: the goal is that Coord's multi-rule check costs Redis less than
+``limits`` doing the rules one by one.
+
 Plus Redis memory per active rate-limit key: Coord's GCRA state against ``limits``' fixed and moving
-windows, each over 10,000 keys that have taken one unit.
+windows, each over ``plan.memory_keys`` (10,000; 2,000 with ``--quick``) keys that have taken one unit.
 """
 
 from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
-from limits import RateLimitItemPerHour, RateLimitItemPerSecond
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from coord_server.ratelimit.keys import RateLimitKeys
 from coord_server.ratelimit.rules import Algorithm, make_rule
 from coord_server.scripts import ScriptSet
 
-from ._harness import Benchmark, Env, Row, Side, compare, progress
+from ._harness import Benchmark, Env, Row, Side, compare, paced, progress, redis_cpu_rows
 from ._stream import Multiplexed
 from .floor import echo_side
 
 KEYS = 1000  # distinct keys the checks cycle through: every check is allowed at these rates
 LIMIT = 1000  # units per second per key
-MEMORY_KEYS = 10_000
 BATCH = 100
 TENANT = "default"
 
 RULE = ratelimit_pb2.Rule(
     algorithm=ratelimit_pb2.ALGORITHM_TOKEN_BUCKET, limit=LIMIT, period=Duration(seconds=1)
+)
+# The three rules of one caller: (suffix of the descriptor key, limit, period in seconds). Loose
+# enough that every check of the run is allowed on every side.
+THREE = (("s", 100, 1), ("m", 2_000, 60), ("h", 50_000, 3600))
+PACED_RATE = 400  # checks per second every side sustains on 2 shared cores
+PACED_WORKERS = 16
+THREE_ITEMS: tuple[RateLimitItem, ...] = (
+    RateLimitItemPerSecond(100),
+    RateLimitItemPerMinute(2_000),
+    RateLimitItemPerHour(50_000),
 )
 
 
@@ -81,7 +104,7 @@ class _Sides:
         async def coord(i: int) -> None:
             await stub.Check(requests[i % KEYS])
 
-        return Side("Coord Check", coord, self.env.coord_pid)
+        return Side("Coord Check", coord, self.env.coord_pid, self.env.redis_pid)
 
     def lua(self) -> Side:
         redis, sha, state, args = self.env.redis, self.script.sha, self.state_keys, self.args
@@ -89,17 +112,17 @@ class _Sides:
         async def op(i: int) -> None:
             await redis.evalsha(sha, 1, state[i % KEYS], *args)
 
-        return Side("redis-py EVALSHA check.lua", op, self.env.redis_pid)
+        return Side("redis-py EVALSHA check.lua", op, self.env.redis_pid, self.env.redis_pid)
 
-    def limits(self, name: str, strategy: MovingWindowRateLimiter | FixedWindowRateLimiter) -> Side:
-        # The two strategies would read each other's keys (a list and a counter) under one name.
+    def limits(self, name: str, strategy: RateLimiter) -> Side:
+        # The strategies would read each other's keys (a list and a counter) under one name.
         item = self.item
         keys = [f"{type(strategy).__name__}:{k}" for k in self.keys]
 
         async def op(i: int) -> None:
             await strategy.hit(item, keys[i % KEYS])
 
-        return Side(name, op, self.env.redis_pid)
+        return Side(name, op, self.env.redis_pid, self.env.redis_pid)
 
 
 async def bench_check(env: Env) -> list[Row]:
@@ -107,8 +130,10 @@ async def bench_check(env: Env) -> list[Row]:
     await s.prepare()
     storage = _limits_storage(env)
     moving = MovingWindowRateLimiter(storage)
+    sliding = SlidingWindowCounterRateLimiter(storage)
     fixed = FixedWindowRateLimiter(storage)
-    await moving.hit(s.item, "probe")
+    for strategy in (moving, sliding, fixed):
+        await strategy.hit(s.item, f"probe:{type(strategy).__name__}")  # loads the library's scripts
     return await compare(
         env,
         "ratelimit.Check (GCRA, 1 descriptor)",
@@ -116,10 +141,119 @@ async def bench_check(env: Env) -> list[Row]:
         [
             s.lua(),
             s.limits("limits moving window (redis-py)", moving),
+            s.limits("limits sliding window counter (redis-py)", sliding),
             s.limits("limits fixed window (redis-py)", fixed),
             echo_side(env.floor, s.requests[0].SerializeToString(), env.floor_pid),
         ],
     )
+
+
+class _ThreeRules:
+    """One caller's three rules through Coord, through check.lua and through ``limits``."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.stub = ratelimit_pb2_grpc.RateLimitServiceStub(env.coord)
+        self.callers = _keys(KEYS, "three:")
+        self.requests = [self._request(c) for c in self.callers]
+        coord_keys = RateLimitKeys(TENANT)
+        self.script = ScriptSet("coord_server.ratelimit")["check"]
+        self.calls: list[list[str | int]] = []
+        args: list[int] = [0]  # flags: all-or-nothing, not a dry run
+        for _, limit, seconds in THREE:
+            rule = make_rule(
+                "", algorithm=int(Algorithm.SLIDING_WINDOW), limit=limit, period_ms=seconds * 1000
+            )
+            args += [int(rule.algorithm), rule.limit, rule.period_us, rule.burst, 1, 0]
+        for caller in self.callers:
+            keys = [
+                coord_keys.state(caller, f"{caller}:{suffix}", Algorithm.SLIDING_WINDOW)
+                for suffix, *_ in THREE
+            ]
+            self.calls.append([*keys, *args])
+
+    @staticmethod
+    def _request(caller: str) -> ratelimit_pb2.CheckRequest:
+        descriptors = [
+            ratelimit_pb2.Descriptor(
+                key=f"{caller}:{suffix}",
+                rule=ratelimit_pb2.Rule(
+                    algorithm=ratelimit_pb2.ALGORITHM_SLIDING_WINDOW,
+                    limit=limit,
+                    period=Duration(seconds=seconds),
+                ),
+            )
+            for suffix, limit, seconds in THREE
+        ]
+        return ratelimit_pb2.CheckRequest(
+            descriptors=descriptors, scope=caller, mode=ratelimit_pb2.MODE_ALL_OR_NOTHING
+        )
+
+    async def prepare(self) -> None:
+        await self.env.redis.script_load(self.script.source)
+        reply = await self.stub.Check(self.requests[0])
+        if not reply.allowed or len(reply.statuses) != len(THREE):
+            raise RuntimeError("Coord denied the first three-rule check of a fresh caller")
+
+    def coord(self) -> Side:
+        stub, requests = self.stub, self.requests
+
+        async def op(i: int) -> None:
+            await stub.Check(requests[i % KEYS])
+
+        return Side("Coord Check", op, self.env.coord_pid, self.env.redis_pid)
+
+    def lua(self) -> Side:
+        redis, sha, calls = self.env.redis, self.script.sha, self.calls
+
+        async def op(i: int) -> None:
+            await redis.evalsha(sha, len(THREE), *calls[i % KEYS])
+
+        return Side("redis-py EVALSHA check.lua", op, self.env.redis_pid, self.env.redis_pid)
+
+    def limits(self, name: str, strategy: RateLimiter) -> Side:
+        # What a caller of the library writes: one hit per rule, stopping at the first denial (the
+        # earlier rules have consumed by then: the library has no all-or-nothing).
+        prefix = type(strategy).__name__
+        keys = [[f"{prefix}:{c}:{suffix}" for suffix, *_ in THREE] for c in self.callers]
+
+        async def op(i: int) -> None:
+            for item, key in zip(THREE_ITEMS, keys[i % KEYS], strict=True):
+                if not await strategy.hit(item, key):
+                    break
+
+        return Side(name, op, self.env.redis_pid, self.env.redis_pid)
+
+
+async def bench_three_rules(env: Env) -> list[Row]:
+    s = _ThreeRules(env)
+    await s.prepare()
+    storage = _limits_storage(env)
+    moving = MovingWindowRateLimiter(storage)
+    sliding = SlidingWindowCounterRateLimiter(storage)
+    for strategy in (moving, sliding):
+        await strategy.hit(THREE_ITEMS[0], f"probe:{type(strategy).__name__}")  # loads the library's scripts
+    sides = [
+        s.coord(),
+        s.lua(),
+        s.limits("limits moving window x3 (redis-py)", moving),
+        s.limits("limits sliding window counter x3 (redis-py)", sliding),
+    ]
+    rows = await compare(env, "ratelimit.Check (3 rules, all-or-nothing)", sides[0], sides[1:])
+    cpu = redis_cpu_rows(rows, "ratelimit 3 rules: Redis CPU per check", "µs/check")
+    # Redis costs more per call when calls come further apart (a colder cache, a wake-up per call),
+    # and the closed-loop sides run at very different speeds: the same sides at one rate as well.
+    even = [paced(side, PACED_RATE) for side in sides]
+    equal = await compare(
+        env, f"ratelimit.Check (3 rules) at {PACED_RATE}/s", even[0], even[1:], levels=(PACED_WORKERS,)
+    )
+    cpu += redis_cpu_rows(equal, f"ratelimit 3 rules at {PACED_RATE}/s: Redis CPU per check", "µs/check")
+    for row in cpu:
+        progress(
+            f"3 rules c={row.concurrency}: Redis µs/check Coord {row.coord:.1f}, "
+            f"{row.baseline_name} {row.baseline:.1f}"
+        )
+    return rows + cpu
 
 
 async def bench_check_stream(env: Env) -> list[Row]:
@@ -144,8 +278,9 @@ async def _used_memory(env: Env) -> int:
 
 
 async def bench_memory(env: Env) -> list[Row]:
-    """``used_memory`` growth per key, over 10,000 keys that have each taken one unit."""
-    keys = _keys(MEMORY_KEYS, "mem:")
+    """``used_memory`` growth per key, over ``plan.memory_keys`` keys that have each taken one unit."""
+    count = env.plan.memory_keys
+    keys = _keys(count, "mem:")
     stub = ratelimit_pb2_grpc.RateLimitServiceStub(env.coord)
     # 10 per hour: one unit keeps each key's state alive for minutes (GCRA: 6 min), on every side.
     rule = ratelimit_pb2.Rule(
@@ -153,14 +288,14 @@ async def bench_memory(env: Env) -> list[Row]:
     )
     await env.redis.flushall()
     before = await _used_memory(env)
-    for i in range(0, MEMORY_KEYS, BATCH):
+    for i in range(0, count, BATCH):
         descriptors = [ratelimit_pb2.Descriptor(key=k, rule=rule) for k in keys[i : i + BATCH]]
         reply = await stub.Check(
             ratelimit_pb2.CheckRequest(descriptors=descriptors, mode=ratelimit_pb2.MODE_INDEPENDENT)
         )
         if not reply.allowed:
             raise RuntimeError("Coord denied a fresh key")
-    coord = (await _used_memory(env) - before) / MEMORY_KEYS
+    coord = (await _used_memory(env) - before) / count
     rows = []
     storage = _limits_storage(env)
     item = RateLimitItemPerHour(10)
@@ -173,7 +308,7 @@ async def bench_memory(env: Env) -> list[Row]:
         before = await _used_memory(env)
         for key in keys:
             await strategy.hit(item, key)
-        other = (await _used_memory(env) - before) / MEMORY_KEYS
+        other = (await _used_memory(env) - before) / count
         progress(f"ratelimit memory: Coord {coord:.0f} bytes/key, {name} {other:.0f} bytes/key")
         rows.append(Row("ratelimit memory per active key (10/h)", name, "bytes/key", coord, other))
     await env.redis.flushall()
@@ -183,5 +318,6 @@ async def bench_memory(env: Env) -> list[Row]:
 BENCHMARKS = (
     Benchmark("ratelimit.check", bench_check),
     Benchmark("ratelimit.stream", bench_check_stream),
+    Benchmark("ratelimit.three_rules", bench_three_rules),
     Benchmark("ratelimit.memory", bench_memory),
 )
