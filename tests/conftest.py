@@ -141,6 +141,13 @@ class RedisClusterProcess:
         return self.nodes[0].url
 
     def start(self) -> RedisClusterProcess:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a fixture that fails to set up gets no teardown: leave no node behind
+            raise
+
+    def _start(self) -> RedisClusterProcess:
         for node in self.nodes:
             node.start()
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]

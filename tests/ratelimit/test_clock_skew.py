@@ -79,7 +79,11 @@ class SkewedServer:
         command = [faketime, "-m", "--exclude-monotonic", "-f", skew, sys.executable, "-m", "coord_server"]
         self.started = time.time()
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(command, env=env, stderr=log, stdout=subprocess.DEVNULL)
+            # Its own process group: faketime forks the server and does not forward signals, so the
+            # group (whose id is the pid we started) is what stop() signals.
+            self.proc = subprocess.Popen(
+                command, env=env, stderr=log, stdout=subprocess.DEVNULL, start_new_session=True
+            )
         self.target = ""
         self.logged_at = self.seen = 0.0
 
@@ -97,11 +101,11 @@ class SkewedServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(30)  # faketime exits once the server it forked has exited
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 
