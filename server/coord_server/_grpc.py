@@ -98,26 +98,40 @@ Resp = TypeVar("Resp")
 Handler = Callable[[S, Req, "grpc.aio.ServicerContext[Req, Resp]"], Awaitable[Resp]]
 
 
+def internal_error() -> CoordError:
+    """What a caller sees of an unexpected fault: no internals (the traceback goes to the log)."""
+    return CoordError("internal error; the server log has the details")
+
+
+@contextlib.asynccontextmanager
+async def _boundary(name: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    """The caller's deadline for the Redis layer, and every failure turned into a rich status."""
+    remaining = context.time_remaining()
+    token = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
+    try:
+        yield
+    except CoordError as error:
+        _log_error(name, error)
+        await abort(context, error)
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        log.exception("%s failed unexpectedly", name)
+        await abort(context, internal_error())
+    finally:
+        with contextlib.suppress(ValueError):  # a stream generator closed from another context
+            rpc_deadline.reset(token)
+
+
 def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     """Wrap a unary servicer method with the boundary described in the module docstring."""
     name = method.__qualname__
 
     @functools.wraps(method)
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
-        remaining = context.time_remaining()
-        token = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
-        try:
+        async with _boundary(name, context):
             return await method(self, request, context)
-        except CoordError as error:
-            _log_error(name, error)
-            await abort(context, error)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("%s failed unexpectedly", name)
-            await abort(context, CoordError("internal error; the server log has the details"))
-        finally:
-            rpc_deadline.reset(token)
+        raise AssertionError("unreachable: the boundary returns or raises")  # pragma: no cover
 
     return wrapper
 
@@ -137,22 +151,9 @@ def stream_rpc(method: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Res
     async def wrapper(
         self: S, request: Req, context: grpc.aio.ServicerContext[Any, Resp]
     ) -> AsyncIterator[Resp]:
-        remaining = context.time_remaining()
-        token = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
-        try:
+        async with _boundary(name, context):
             async for item in method(self, request, context):
                 yield item
-        except CoordError as error:
-            _log_error(name, error)
-            await abort(context, error)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("%s failed unexpectedly", name)
-            await abort(context, CoordError("internal error; the server log has the details"))
-        finally:
-            with contextlib.suppress(ValueError):  # a generator closed from another context
-                rpc_deadline.reset(token)
 
     return wrapper
 
@@ -197,8 +198,7 @@ async def answer_each(
             answers.put_nowait((request, None, to_status(error)))
         except Exception:
             log.exception("%s failed unexpectedly", name)
-            internal = CoordError("internal error; the server log has the details")
-            answers.put_nowait((request, None, to_status(internal)))
+            answers.put_nowait((request, None, to_status(internal_error())))
         finally:
             room.release()
 

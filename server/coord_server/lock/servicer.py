@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +13,9 @@ from google.protobuf import duration_pb2
 
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
-from .._grpc import abort, rpc
+from .._grpc import rpc
 from .._proto import duration_ms, timestamp_ms
-from ..errors import BackendUnavailable, CoordError, invalid
-from ..redis import rpc_deadline
+from ..errors import BackendUnavailable, invalid
 from ..validation import Limits
 from .store import (
     AcquireResult,
@@ -111,22 +109,9 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
     # -- Hold --------------------------------------------------------------------------------------
 
     # Hold reads and writes through the context (not an iterator): it must read while it waits.
+    @rpc
     async def Hold(self, request_iterator: Any, context: Ctx) -> None:  # type: ignore[override]
-        """The stream boundary: deadline propagation and error mapping, as ``@rpc`` does for unary."""
-        remaining = context.time_remaining()
-        deadline = rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
-        try:
-            await self._hold(context)
-        except CoordError as error:
-            log.debug("Hold: %s (%s)", error.message, error.reason)
-            await abort(context, error)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("Hold failed unexpectedly")
-            await abort(context, CoordError("internal error; the server log has the details"))
-        finally:
-            rpc_deadline.reset(deadline)
+        await self._hold(context)
 
     async def _hold(self, context: Ctx) -> None:
         first = await context.read()
