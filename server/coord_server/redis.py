@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import BackendUnavailable, DeadlineExceeded
+from .resp import RespPipe
 from .scripts import Script
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,14 @@ class RedisBackend:
         self.description = description
         self.is_cluster = isinstance(client, RedisCluster)
         self._detached: set[asyncio.Task[Any]] = set()
-        self._coalescer = Coalescer(client, timeout) if coalesce else None
+        # Single node over TCP or a unix socket: one self-pipelining connection (resp.py). Cluster and
+        # TLS: redis-py, with concurrent calls coalesced into pipelines.
+        self._pipe: RespPipe | None = None
+        self._coalescer: Coalescer | None = None
+        if coalesce:
+            self._pipe = _pipe_for(client, timeout)
+            if self._pipe is None:
+                self._coalescer = Coalescer(client, timeout)
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool, timeout: float, coalesce: bool = True) -> RedisBackend:
@@ -118,29 +126,47 @@ class RedisBackend:
             await asyncio.wait(set(self._detached), timeout=drain_timeout)
         if self._coalescer is not None:
             await self._coalescer.drain(drain_timeout)
+        if self._pipe is not None:
+            await self._pipe.aclose()
         await self.client.aclose()
 
     # -- bounded execution -------------------------------------------------------------------------
 
-    async def bounded(self, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable`` within the RPC deadline and the Redis timeout, mapping failures."""
-        budget = self.timeout
+    def _budget(self) -> tuple[float, bool]:
+        """Seconds a Redis call may take now, and whether the RPC deadline (not our timeout) binds."""
         deadline = rpc_deadline.get()
-        deadline_binds = False
         if deadline is not None:
             left = deadline - time.monotonic()
-            if left < budget:
-                budget, deadline_binds = max(left, 0.0), True
+            if left < self.timeout:
+                return max(left, 0.0), True
+        return self.timeout, False
+
+    def _failure(self, exc: Exception, deadline_binds: bool) -> Exception:
+        """The domain error for a Redis call that timed out or could not reach Redis."""
+        if isinstance(exc, TimeoutError):
+            if deadline_binds:
+                return DeadlineExceeded("the RPC deadline expired before Redis answered")
+            return BackendUnavailable(f"Redis did not answer within {self.timeout:g}s")
+        return BackendUnavailable(f"Redis is unavailable: {type(exc).__name__}")
+
+    async def bounded(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` within the RPC deadline and the Redis timeout, mapping failures."""
+        budget, deadline_binds = self._budget()
         try:
             # asyncio.timeout, not wait_for: no extra Task per Redis call on the hot path.
             async with asyncio.timeout(budget):
                 return await awaitable
-        except TimeoutError:
-            if deadline_binds:
-                raise DeadlineExceeded("the RPC deadline expired before Redis answered") from None
-            raise BackendUnavailable(f"Redis did not answer within {self.timeout:g}s") from None
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailable(f"Redis is unavailable: {type(exc).__name__}") from exc
+        except (TimeoutError, *_UNAVAILABLE) as exc:
+            raise self._failure(exc, deadline_binds) from (None if isinstance(exc, TimeoutError) else exc)
+
+    async def _piped(self, work: Callable[[RespPipe, float], Awaitable[T]]) -> T:
+        """``work`` on the shared pipe, bounded like :meth:`bounded` (the pipe times each reply)."""
+        assert self._pipe is not None
+        budget, deadline_binds = self._budget()
+        try:
+            return await work(self._pipe, asyncio.get_running_loop().time() + budget)
+        except (TimeoutError, *_UNAVAILABLE) as exc:
+            raise self._failure(exc, deadline_binds) from (None if isinstance(exc, TimeoutError) else exc)
 
     async def ping(self) -> bool:
         await self.bounded(self.client.ping())
@@ -152,6 +178,8 @@ class RedisBackend:
         With coalescing on (the default), a call made while another is waiting for Redis joins the
         next pipeline instead of taking a connection of its own (see :class:`Coalescer`).
         """
+        if self._pipe is not None:
+            return await self._piped(lambda pipe, deadline: _pipe_evalsha(pipe, script, keys, args, deadline))
         if self._coalescer is not None:
             return await self.bounded(self._coalescer.run(ScriptCall(script, keys, args)))
         return await self.bounded(self._run(script, keys, args))
@@ -170,14 +198,14 @@ class RedisBackend:
         """
         if not calls:
             return []
+        if self._pipe is not None:
+            return _raise_first(
+                await self._piped(lambda pipe, deadline: _pipe_evalsha_many(pipe, calls, deadline))
+            )
         return await self.bounded(self._run_many(calls))
 
     async def _run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        replies = await _pipeline(calls, self.client)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply  # mapped by bounded(): unavailable, or a fault in a script
-        return replies
+        return _raise_first(await _pipeline(calls, self.client))
 
 
 class Coalescer:
@@ -300,6 +328,58 @@ async def _pipeline(calls: Sequence[ScriptCall], client: aioredis.Redis | RedisC
             c = calls[i]
             retry.execute_command("EVAL", c.script.source, len(c.keys), *c.keys, *c.args)
         for i, reply in zip(missing, await retry.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    return replies
+
+
+def _pipe_for(client: aioredis.Redis | RedisCluster, timeout: float) -> RespPipe | None:
+    """The shared pipelined connection for a plain single-node client; None where redis-py must route."""
+    if isinstance(client, RedisCluster):
+        return None
+    pool = client.connection_pool
+    if not issubclass(pool.connection_class, (aioredis.Connection, aioredis.UnixDomainSocketConnection)):
+        return None
+    if issubclass(pool.connection_class, aioredis.SSLConnection):
+        return None
+    kwargs = dict(pool.connection_kwargs)
+    if kwargs.get("credential_provider") is not None:
+        return None
+    return RespPipe.for_client_kwargs(kwargs, connect_timeout=min(timeout, 1.0), stale_after=timeout)
+
+
+def _raise_first(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply  # a fault in a script (failures to reach Redis were raised already)
+    return replies
+
+
+async def _pipe_evalsha(
+    pipe: RespPipe, script: Script, keys: Sequence[str], args: Sequence[ScriptArg], deadline: float
+) -> Any:
+    try:
+        return await pipe.call(("EVALSHA", script.sha, len(keys), *keys, *args), deadline)
+    except rex.NoScriptError:
+        log.info("script %s was not cached in Redis; sending its source", script.name)
+        return await pipe.call(("EVAL", script.source, len(keys), *keys, *args), deadline)
+
+
+async def _pipe_evalsha_many(pipe: RespPipe, calls: Sequence[ScriptCall], deadline: float) -> list[Any]:
+    """Like :func:`_pipeline`, over the shared connection: replies in order, errors in place."""
+    replies = await pipe.call_many(
+        [("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args) for c in calls], deadline
+    )
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
+    if missing:
+        log.info("%d pipelined scripts were not cached in Redis; sending their source", len(missing))
+        again = await pipe.call_many(
+            [
+                ("EVAL", calls[i].script.source, len(calls[i].keys), *calls[i].keys, *calls[i].args)
+                for i in missing
+            ],
+            deadline,
+        )
+        for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
     return replies
 

@@ -1,0 +1,292 @@
+"""One multiplexed, self-pipelining connection to a single Redis node, for the script calls on the hot path.
+
+Why not redis-py here: every call through redis-py takes a connection from the pool, writes, waits
+for its reply and gives the connection back, and that bookkeeping (plus one ``write`` syscall per
+command) was the largest single cost of a cache Get inside the server — larger than Coord's own code.
+Redis answers a connection's commands in order, so many callers can share one connection: each call
+appends its encoded command to a write buffer and a future to a FIFO; the buffer goes out once per
+event-loop iteration (so concurrent requests become one pipeline in one syscall, with no waiting for
+a call in flight as the older :class:`~coord_server.redis.Coalescer` had to); replies are parsed by
+hiredis in C and resolve the futures in order.
+
+What each caller still gets on its own: its own reply or error (a script error fails only its call;
+a lost connection fails every call in flight on it); its own deadline (the caller stops waiting, its
+reply is read and dropped when it comes, so the order stays right). A connection whose oldest call
+has waited longer than the Redis timeout is presumed dead (a peer gone without a reset) and dropped,
+so one silent connection cannot stall every later call; the next call opens a new one.
+
+Used for plain TCP and unix-socket Redis. TLS, Sentinel and Cluster keep redis-py (and its routing).
+Pub/Sub and blocking reads never come here: they hold their connection, which this one cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis.exceptions as rex
+
+log = logging.getLogger(__name__)
+
+Arg = str | bytes | int | float
+
+# Error replies whose first word redis-py maps to a class of its own; the rest are ResponseError.
+_ERRORS: dict[str, type[rex.RedisError]] = {
+    "NOSCRIPT": rex.NoScriptError,
+    "LOADING": rex.BusyLoadingError,
+    "READONLY": rex.ReadOnlyError,
+    "MASTERDOWN": rex.MasterDownError,
+    "NOAUTH": rex.AuthenticationError,
+    "WRONGPASS": rex.AuthenticationError,
+}
+
+
+def _pack(args: Sequence[Arg]) -> bytes:
+    """One command in RESP, encoded by hiredis in C (its stub types only one-element tuples)."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
+    return packed
+
+
+def _error(reply: hiredis.ReplyError) -> Exception:
+    message = str(reply)
+    cls = _ERRORS.get(message.split(" ", 1)[0], rex.ResponseError)
+    return cls(message)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a finished connect's failure as seen: its callers may all have given up already."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Protocol(asyncio.Protocol):
+    """The connection's reading half: parses replies and resolves the waiting futures in order."""
+
+    def __init__(self, pipe: RespPipe) -> None:
+        self._pipe = pipe
+        self._reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self is not self._pipe._owner:  # an older connection, already dropped
+            return
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._pipe._waiting
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:  # garbage on the wire: this connection is done
+                self._pipe._drop(self, rex.ConnectionError(f"Redis protocol error: {exc}"))
+                return
+            if reply is False:
+                return
+            if not waiting:  # a reply nobody asked for: the stream is out of step, do not guess
+                self._pipe._drop(self, rex.ConnectionError("Redis sent a reply nobody was waiting for"))
+                return
+            future, _ = waiting.popleft()
+            if future.done():  # its caller gave up (deadline, cancellation): drop the reply
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(_error(reply))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f": {exc}" if exc else ""
+        self._pipe._drop(self, rex.ConnectionError(f"connection to Redis lost{reason}"))
+
+
+class RespPipe:
+    """Script calls (and any other short command) over one shared, pipelined Redis connection."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "",
+        port: int = 6379,
+        path: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        db: int = 0,
+        connect_timeout: float,
+        stale_after: float,
+    ) -> None:
+        self._host, self._port, self._path = host, port, path
+        self._username, self._password, self._db = username, password, db
+        self._connect_timeout = connect_timeout
+        self._stale_after = stale_after
+        self._protocol: _Protocol | None = None  # ready for calls
+        self._owner: _Protocol | None = None  # the connection _waiting and _buffer belong to
+        self._connecting: asyncio.Task[None] | None = None
+        # (future, time sent) per command written and not yet answered, in the order sent.
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._buffer: list[bytes] = []
+        self._flush_scheduled = False
+        self._closed = False
+
+    @classmethod
+    def for_client_kwargs(
+        cls, kwargs: dict[str, Any], *, connect_timeout: float, stale_after: float
+    ) -> RespPipe:
+        """A pipe to the node a redis-py connection pool with these ``connection_kwargs`` reaches."""
+        return cls(
+            host=str(kwargs.get("host", "")),
+            port=int(kwargs.get("port", 6379)),
+            path=str(kwargs.get("path", "")),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            db=int(kwargs.get("db", 0) or 0),
+            connect_timeout=connect_timeout,
+            stale_after=stale_after,
+        )
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    async def call(self, args: Sequence[Arg], deadline: float) -> Any:
+        """Send one command and return its reply; an error reply raises redis-py's exception for it.
+
+        ``deadline`` is in loop time: past it the caller gets TimeoutError (its reply, when it comes,
+        is dropped). One timer on the reply's future: cheaper than an asyncio.timeout per call.
+        """
+        if self._protocol is None or self._is_stale():
+            await self._connect(deadline)
+        future = self._send([_pack(args)])[0]
+        timer = asyncio.get_running_loop().call_at(deadline, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    async def call_many(self, commands: Sequence[Sequence[Arg]], deadline: float) -> list[Any]:
+        """Send many commands back to back; replies (or the exception of each error) in order."""
+        if self._protocol is None or self._is_stale():
+            await self._connect(deadline)
+        futures = self._send([_pack(c) for c in commands])
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_at(deadline, _expire, f) for f in futures]
+        try:
+            replies: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            for timer in timers:
+                timer.cancel()
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, rex.ResponseError):
+                raise reply  # the connection failed: the whole batch did
+        return replies
+
+    def _send(self, encoded: list[bytes]) -> list[asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures = [loop.create_future() for _ in encoded]
+        self._waiting.extend((f, now) for f in futures)
+        self._buffer.extend(encoded)
+        if not self._flush_scheduled:
+            # Everything asked for during this loop iteration leaves in one write.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return futures
+
+    def _flush(self) -> None:
+        """Write the buffer to the connection the waiting calls belong to (it is cleared with it)."""
+        self._flush_scheduled = False
+        data, self._buffer = self._buffer, []
+        owner = self._owner
+        if data and owner is not None and owner.transport is not None:
+            owner.transport.write(b"".join(data))
+
+    def _is_stale(self) -> bool:
+        """The oldest unanswered call has waited past the Redis timeout: presume the peer gone."""
+        if not self._waiting:
+            return False
+        if time.monotonic() - self._waiting[0][1] <= self._stale_after:
+            return False
+        if self._owner is not None:
+            log.warning("Redis has not answered for %.1fs; opening a new connection", self._stale_after)
+            self._drop(self._owner, rex.TimeoutError("Redis stopped answering on this connection"))
+        return True
+
+    # -- connection --------------------------------------------------------------------------------
+
+    async def _connect(self, deadline: float) -> None:
+        """Open the connection, once for all callers waiting on it (no one caller's cancel stops it)."""
+        if self._closed:
+            raise rex.ConnectionError("the Redis connection is closed")
+        if self._connecting is None or self._connecting.done():
+            task = asyncio.get_running_loop().create_task(self._open_bounded(), context=contextvars.Context())
+            task.add_done_callback(_retrieve)
+            self._connecting = task
+        async with asyncio.timeout_at(deadline):
+            await asyncio.shield(self._connecting)
+
+    async def _open_bounded(self) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._open()
+        except BaseException as exc:
+            if self._owner is not None and self._owner is not self._protocol:  # setup cut short
+                self._drop(self._owner, rex.ConnectionError("connection setup did not finish"))
+            if isinstance(exc, TimeoutError):
+                raise rex.TimeoutError(f"no connection to Redis within {self._connect_timeout:g}s") from None
+            if isinstance(exc, OSError):
+                raise rex.ConnectionError(f"cannot connect to Redis: {exc}") from exc
+            raise
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        if self._path:
+            _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self._path)
+        else:
+            _, protocol = await loop.create_connection(lambda: _Protocol(self), self._host, self._port)
+        self._owner = protocol  # nothing else is waiting: callers queue behind self._connecting
+        setup: list[tuple[Arg, ...]] = []
+        if self._password is not None:
+            setup.append(
+                ("AUTH", self._username, self._password) if self._username else ("AUTH", self._password)
+            )
+        if self._db:
+            setup.append(("SELECT", self._db))
+        if setup:
+            futures = self._send([_pack(c) for c in setup])
+            try:
+                for future in futures:
+                    await future
+            except BaseException:
+                self._drop(protocol, rex.ConnectionError("Redis refused the connection setup"))
+                raise
+        self._protocol = protocol
+        return protocol
+
+    def _drop(self, protocol: _Protocol, error: Exception) -> None:
+        """``protocol``'s connection is finished: fail every call waiting on it."""
+        if protocol.transport is not None:
+            protocol.transport.abort()
+            protocol.transport = None
+        if protocol is not self._owner:  # an older connection, already dropped
+            return
+        self._owner = self._protocol = None
+        waiting, self._waiting = self._waiting, collections.deque()
+        self._buffer = []
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(error)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._owner is not None:
+            self._drop(self._owner, rex.ConnectionError("the Redis connection is closing"))
