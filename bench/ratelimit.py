@@ -9,19 +9,28 @@ same run:
   window, on redis-py): what a Python service would embed instead.
 - the gRPC echo floor, and (for the stream) Coord's own unary Check.
 
+``ratelimit.batched``: the same checks through the asyncio client's ``limit()``, which sends the
+checks its concurrent callers make as one CheckBatch call: Coord's best API for many checks at once,
+against redis-py running check.lua at the same concurrency (the issue's goal: at least 1.0x at 64).
+
 ``ratelimit.three_rules``: three descriptors of one scope decided all-or-nothing in one Check
 (sliding window counters, 100/s, 2,000/min and 50,000/h on three keys of one caller), against
 ``limits`` hitting the same three rules one by one (moving window; sliding window counter) and
 against redis-py running check.lua with the same three descriptors. Besides calls per second it
 reports the Redis CPU per check (the redis-server process's CPU time over the round, divided by the
-checks), Coord's included: the goal is that Coord's multi-rule check costs Redis less than
-``limits`` doing the rules one by one.
+checks), Coord's included, closed-loop and at one paced rate, and Redis's own command time per
+check (``INFO commandstats``: the time spent executing the scripts, without the network work whose
+cost per call depends on each side's speed). The goal is that Coord's multi-rule check costs Redis
+less than ``limits`` doing the rules one by one.
 
 Plus Redis memory per active rate-limit key: Coord's GCRA state against ``limits``' fixed and moving
 windows, each over ``plan.memory_keys`` (10,000; 2,000 with ``--quick``) keys that have taken one unit.
 """
 
 from __future__ import annotations
+
+import asyncio
+import statistics
 
 from google.protobuf.duration_pb2 import Duration
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
@@ -34,6 +43,7 @@ from limits.aio.strategies import (
 )
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from coord_client import AsyncClient
 from coord_server.ratelimit.keys import RateLimitKeys
 from coord_server.ratelimit.rules import Algorithm, make_rule
 from coord_server.scripts import ScriptSet
@@ -248,12 +258,49 @@ async def bench_three_rules(env: Env) -> list[Row]:
         env, f"ratelimit.Check (3 rules) at {PACED_RATE}/s", even[0], even[1:], levels=(PACED_WORKERS,)
     )
     cpu += redis_cpu_rows(equal, f"ratelimit 3 rules at {PACED_RATE}/s: Redis CPU per check", "µs/check")
+    cpu += await _command_time_rows(env, even)
     for row in cpu:
         progress(
             f"3 rules c={row.concurrency}: Redis µs/check Coord {row.coord:.1f}, "
             f"{row.baseline_name} {row.baseline:.1f}"
         )
     return rows + cpu
+
+
+async def _command_time(env: Env, side: Side) -> float:
+    """Redis's own time executing the side's scripts, per check: ``INFO commandstats`` usec.
+
+    Unlike the process CPU above, this leaves out the network and event-loop work whose cost per call
+    depends on how many calls arrive together, and counts only the time Redis spent running the
+    commands. All sides here call only scripts (EVALSHA, EVAL on a miss). ``side`` is paced: a
+    script runs slower when calls come further apart (colder caches), so every side runs at one rate.
+    """
+    await env.redis.config_resetstat()
+    per_worker = max(25, int(PACED_RATE * env.plan.duration * 2) // PACED_WORKERS)
+
+    async def worker(w: int) -> None:
+        for i in range(per_worker):
+            await side.op(w * per_worker + i)
+
+    await asyncio.gather(*(worker(w) for w in range(PACED_WORKERS)))
+    stats = await env.redis.info("commandstats")
+    usec = sum(int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    return usec / (per_worker * PACED_WORKERS)
+
+
+async def _command_time_rows(env: Env, sides: list[Side]) -> list[Row]:
+    operation = f"ratelimit 3 rules at {PACED_RATE}/s: Redis command time per check (INFO commandstats)"
+    times: dict[str, list[float]] = {side.name: [] for side in sides}
+    for i in range(env.plan.rounds):
+        for side in sides if i % 2 == 0 else list(reversed(sides)):
+            times[side.name].append(await _command_time(env, side))
+    mine = statistics.median(times[sides[0].name])
+    rows = []
+    for side in sides[1:]:
+        theirs = statistics.median(times[side.name])
+        progress(f"3 rules: Redis command µs/check Coord {mine:.1f}, {side.name} {theirs:.1f}")
+        rows.append(Row(operation, side.name, "µs/check", mine, theirs, PACED_WORKERS))
+    return rows
 
 
 async def bench_check_stream(env: Env) -> list[Row]:
@@ -315,9 +362,33 @@ async def bench_memory(env: Env) -> list[Row]:
     return rows
 
 
+async def bench_batched(env: Env) -> list[Row]:
+    """What an asyncio service gets from ``await client.limit(...)`` with K requests in flight.
+
+    The client sends the checks its coroutines make together as one CheckBatch call (each check
+    decided on its own, exactly as by Check), so K concurrent callers cost the server one RPC, not K.
+    """
+    s = _Sides(env)
+    await s.prepare()
+    async with AsyncClient(env.coord_target) as client:
+        keys, rate = s.keys, f"{LIMIT}/s"  # RULE: a token bucket of LIMIT per second
+
+        async def op(i: int) -> None:
+            if not await client.limit(keys[i % KEYS], rate=rate):
+                raise RuntimeError("Coord denied a check the benchmark's rates always allow")
+
+        return await compare(
+            env,
+            "ratelimit checks via AsyncClient.limit (concurrent checks batched)",
+            Side("Coord AsyncClient.limit", op, env.coord_pid, env.redis_pid),
+            [s.lua(), s.unary()],
+        )
+
+
 BENCHMARKS = (
     Benchmark("ratelimit.check", bench_check),
     Benchmark("ratelimit.stream", bench_check_stream),
+    Benchmark("ratelimit.batched", bench_batched),
     Benchmark("ratelimit.three_rules", bench_three_rules),
     Benchmark("ratelimit.memory", bench_memory),
 )

@@ -99,6 +99,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
+        batch_checks: bool = True,
     ) -> None:
         self.target = target
         channel = async_channel(target, options, credentials)
@@ -106,7 +107,8 @@ class AsyncClient:
         self._transport = t
         self.cache = AsyncCacheAPI(t)
         self.lock = AsyncLockAPI(t)
-        self.ratelimit = AsyncRateLimitAPI(t)
+        # batch_checks: concurrent rate-limit checks share CheckBatch calls (see ratelimit._CheckBatcher).
+        self.ratelimit = AsyncRateLimitAPI(t, batch=batch_checks)
         self.limit = self.ratelimit.limit
         self.session = AsyncSessionAPI(t)
         self.events = AsyncEventsAPI(t)

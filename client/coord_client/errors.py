@@ -201,6 +201,13 @@ def from_grpc_error(error: grpc.RpcError) -> CoordError:
     return error_class(code)(message, code=code, **fields)
 
 
+def from_status(code: int, message: str, details: Sequence[Any] = ()) -> CoordError:
+    """The CoordError for a status carried inside a message (an item of a stream or a batch)."""
+    status_code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    status = status_pb2.Status(code=code, message=message, details=list(details))
+    return error_class(status_code)(message, code=status_code, **_decode_details(status))
+
+
 def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
     try:
         return rpc_status.from_call(error)  # type: ignore[arg-type]
@@ -255,4 +262,5 @@ __all__ = [
     "Unknown",
     "error_class",
     "from_grpc_error",
+    "from_status",
 ]

@@ -23,6 +23,7 @@ Both share the request builders and response parsers below; only the sending dif
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import re
@@ -37,6 +38,7 @@ from google.protobuf import duration_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from ._base import AsyncTransport, Transport
+from .errors import Cancelled, Internal, InvalidArgument, Unimplemented, from_status
 
 SERVICE = "coord.ratelimit.v1.RateLimitService"
 _M = f"/{SERVICE}/"
@@ -323,9 +325,10 @@ class AsyncRateLimitAPI:
     The same methods, arguments and results as :class:`RateLimitAPI`, as coroutines.
     """
 
-    def __init__(self, transport: AsyncTransport) -> None:
+    def __init__(self, transport: AsyncTransport, *, batch: bool = True) -> None:
         self._t = transport
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(transport.channel)
+        self._batcher = _CheckBatcher(transport, self._stub) if batch else None
 
     async def check(
         self,
@@ -336,8 +339,14 @@ class AsyncRateLimitAPI:
         scope: str = "",
         timeout: float | None = None,
     ) -> Decision:
-        """Decide ``limits`` in one atomic step (see :meth:`RateLimitAPI.check`)."""
+        """Decide ``limits`` in one atomic step (see :meth:`RateLimitAPI.check`).
+
+        Checks that other coroutines make in the same event-loop iteration travel together in one
+        ``CheckBatch`` call (each still decided on its own; see :class:`_CheckBatcher`).
+        """
         request = _check_request(limits, cost, dry_run, independent, scope)
+        if self._batcher is not None:
+            return _decision(await self._batcher.check(request, timeout))
         return _decision(await self._t.call(self._stub.Check, _M + "Check", request, timeout))
 
     async def limit(
@@ -366,6 +375,112 @@ class AsyncRateLimitAPI:
     def limited(self, key: str, rate: str | None = None, **options: Any) -> AsyncLimited:
         """``async with`` it, or decorate a coroutine function; raises :class:`RateLimited` when denied."""
         return AsyncLimited(self, key, rate, options)
+
+
+class _CheckBatcher:
+    """Sends the checks concurrent coroutines make in one event-loop iteration as one CheckBatch call.
+
+    A gateway answering many requests at once checks a limit for each: one RPC per check costs the
+    server far more than the check itself, while one CheckBatch of N checks costs little more than
+    one Check, and the server sends their scripts to Redis as one pipeline. Nothing changes for each
+    caller: every check is decided on its own, exactly as by Check, and each caller gets its own
+    decision or its own error. A lone check goes out as a plain Check. Checks with different timeouts
+    are not mixed (each batch's deadline is its callers' own). A server without CheckBatch
+    (UNIMPLEMENTED) gets plain Checks from then on; one with a lower batch limit gets smaller batches.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, transport: AsyncTransport, stub: ratelimit_pb2_grpc.RateLimitServiceAsyncStub) -> None:
+        self._t = transport
+        self._stub = stub
+        self._max = self.MAX_BATCH
+        self._batch_supported = True
+        self._queue: dict[float | None, list[_Queued]] = {}
+        self._scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def check(
+        self, request: ratelimit_pb2.CheckRequest, timeout: float | None
+    ) -> ratelimit_pb2.CheckResponse:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ratelimit_pb2.CheckResponse] = loop.create_future()
+        self._queue.setdefault(timeout, []).append((request, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, {}
+        loop = asyncio.get_running_loop()
+        for timeout, items in queue.items():
+            task = loop.create_task(self._send(items, timeout))
+            self._sending.add(task)  # a strong reference until it is done
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, items: list[_Queued], timeout: float | None) -> None:
+        live = [item for item in items if not item[1].done()]  # callers that gave up are left out
+        if len(live) == 1 or not self._batch_supported:
+            await asyncio.gather(*(self._one(request, future, timeout) for request, future in live))
+            return
+        chunks = [live[i : i + self._max] for i in range(0, len(live), self._max)]
+        await asyncio.gather(*(self._batch(chunk, timeout) for chunk in chunks))
+
+    async def _batch(self, items: list[_Queued], timeout: float | None) -> None:
+        request = ratelimit_pb2.CheckBatchRequest(checks=[r for r, _ in items])
+        try:
+            reply = await self._t.call(self._stub.CheckBatch, _M + "CheckBatch", request, timeout)
+        except Unimplemented:
+            self._batch_supported = False  # a server from before CheckBatch
+            await self._send(items, timeout)
+            return
+        except InvalidArgument as exc:
+            limit = exc.metadata.get("limit", "")
+            if exc.reason == "BATCH_TOO_LARGE" and limit.isdigit() and 0 < int(limit) < len(items):
+                self._max = int(limit)  # the server allows fewer checks per call than we sent
+                await self._send(items, timeout)
+                return
+            _fail(items, exc)
+            return
+        except BaseException as exc:
+            _fail(items, exc if isinstance(exc, Exception) else Cancelled("the batch was cancelled"))
+            raise
+        if len(reply.results) != len(items):
+            _fail(items, Internal(f"CheckBatch answered {len(reply.results)} of {len(items)} checks"))
+            return
+        for (_, future), result in zip(items, reply.results, strict=True):
+            if future.done():
+                continue
+            if result.HasField("check"):
+                future.set_result(result.check)
+            else:
+                error = result.error
+                future.set_exception(from_status(error.code, error.message, error.details))
+
+    async def _one(
+        self,
+        request: ratelimit_pb2.CheckRequest,
+        future: asyncio.Future[ratelimit_pb2.CheckResponse],
+        timeout: float | None,
+    ) -> None:
+        try:
+            response = await self._t.call(self._stub.Check, _M + "Check", request, timeout)
+        except Exception as exc:
+            _fail([(request, future)], exc)
+            return
+        if not future.done():
+            future.set_result(response)
+
+
+_Queued = tuple[ratelimit_pb2.CheckRequest, "asyncio.Future[ratelimit_pb2.CheckResponse]"]
+
+
+def _fail(items: list[_Queued], error: Exception) -> None:
+    for _, future in items:
+        if not future.done():
+            future.set_exception(error)
 
 
 class AsyncLimited:

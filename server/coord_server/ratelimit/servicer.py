@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from google.protobuf import duration_pb2
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
-from .._grpc import answer_each, rpc, stream_rpc
+from .._grpc import answer_each, item_status, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
 from ..validation import Limits
@@ -24,6 +25,7 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _MODE_INDEPENDENT = ratelimit_pb2.MODE_INDEPENDENT
 _CHECK_STREAM = "RateLimitServicer.CheckStream"
+_CHECK_BATCH = "RateLimitServicer.CheckBatch"
 _KNOWN_MODES = (ratelimit_pb2.MODE_UNSPECIFIED, ratelimit_pb2.MODE_ALL_OR_NOTHING, _MODE_INDEPENDENT)
 
 
@@ -55,6 +57,25 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                     code=error.code, message=error.message, details=error.details
                 )
                 yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, error=failure)
+
+    @rpc
+    async def CheckBatch(
+        self, request: ratelimit_pb2.CheckBatchRequest, context: Ctx
+    ) -> ratelimit_pb2.CheckBatchResponse:
+        self._limits.batch("checks", len(request.checks))
+        # Concurrently: their scripts leave for Redis together, in one pipeline.
+        results = await asyncio.gather(*(self._check_item(check) for check in request.checks))
+        return ratelimit_pb2.CheckBatchResponse(results=results)
+
+    async def _check_item(self, check: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckBatchResult:
+        try:
+            return ratelimit_pb2.CheckBatchResult(check=await self._check(check))
+        except Exception as error:
+            status = item_status(_CHECK_BATCH, error)
+            failure = ratelimit_pb2.StreamError(
+                code=status.code, message=status.message, details=status.details
+            )
+            return ratelimit_pb2.CheckBatchResult(error=failure)
 
     async def _check_streamed(self, request: ratelimit_pb2.CheckStreamRequest) -> ratelimit_pb2.CheckResponse:
         return await self._check(request.check)
