@@ -389,7 +389,10 @@ class _CheckBatcher:
     (UNIMPLEMENTED) gets plain Checks from then on; one with a lower batch limit gets smaller batches.
     """
 
-    MAX_BATCH = 256
+    # Small batches, several in flight: the server decides one while the next is on its way, where
+    # one big batch would leave client and server waiting on each other (64 callers: 16 per batch
+    # gave 11.2k checks/s, 8 gave 9.3k, 32 gave 10.9k, one batch of 64 gave 8.8k).
+    MAX_BATCH = 16
 
     def __init__(self, transport: AsyncTransport, stub: ratelimit_pb2_grpc.RateLimitServiceAsyncStub) -> None:
         self._t = transport

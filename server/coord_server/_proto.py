@@ -26,6 +26,10 @@ def timestamp_ms(millis: int) -> timestamp_pb2.Timestamp | None:
     """A Timestamp for Unix milliseconds, or None (field left unset) for 0."""
     if millis <= 0:
         return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromMilliseconds(millis)
-    return stamp
+    # The constructor, not FromMilliseconds: this is on every reply, and the helper is pure Python.
+    return timestamp_pb2.Timestamp(seconds=millis // 1000, nanos=(millis % 1000) * _NANOS_PER_MS)
+
+
+def duration_of_ms(millis: int) -> duration_pb2.Duration:
+    """A Duration of ``millis`` (>= 0) milliseconds."""
+    return duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * _NANOS_PER_MS)

@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -132,57 +132,66 @@ class RedisBackend:
 
     # -- bounded execution -------------------------------------------------------------------------
 
-    def _budget(self) -> tuple[float, bool]:
-        """Seconds a Redis call may take now, and whether the RPC deadline (not our timeout) binds."""
+    def _budget(self, limit: float | None = None) -> tuple[float, bool]:
+        """Seconds a Redis call may take now, and whether the RPC deadline (not a timeout) binds.
+
+        ``limit``, when given, is the caller's own shorter bound (a rate limit's fail-open/closed
+        budget); running out of it is BackendUnavailable, like running out of the Redis timeout.
+        """
+        budget = self.timeout if limit is None else min(limit, self.timeout)
         deadline = rpc_deadline.get()
         if deadline is not None:
             left = deadline - time.monotonic()
-            if left < self.timeout:
+            if left < budget:
                 return max(left, 0.0), True
-        return self.timeout, False
+        return budget, False
 
-    def _failure(self, exc: Exception, deadline_binds: bool) -> Exception:
+    def _failure(self, exc: Exception, budget: float, deadline_binds: bool) -> Exception:
         """The domain error for a Redis call that timed out or could not reach Redis."""
         if isinstance(exc, TimeoutError):
             if deadline_binds:
                 return DeadlineExceeded("the RPC deadline expired before Redis answered")
-            return BackendUnavailable(f"Redis did not answer within {self.timeout:g}s")
+            return BackendUnavailable(f"Redis did not answer within {budget:g}s")
         return BackendUnavailable(f"Redis is unavailable: {type(exc).__name__}")
 
-    async def bounded(self, awaitable: Awaitable[T]) -> T:
+    async def bounded(self, awaitable: Awaitable[T], limit: float | None = None) -> T:
         """Await ``awaitable`` within the RPC deadline and the Redis timeout, mapping failures."""
-        budget, deadline_binds = self._budget()
+        budget, deadline_binds = self._budget(limit)
         try:
             # asyncio.timeout, not wait_for: no extra Task per Redis call on the hot path.
             async with asyncio.timeout(budget):
                 return await awaitable
         except (TimeoutError, *_UNAVAILABLE) as exc:
-            raise self._failure(exc, deadline_binds) from (None if isinstance(exc, TimeoutError) else exc)
-
-    async def _piped(self, work: Callable[[RespPipe, float], Awaitable[T]]) -> T:
-        """``work`` on the shared pipe, bounded like :meth:`bounded` (the pipe times each reply)."""
-        assert self._pipe is not None
-        budget, deadline_binds = self._budget()
-        try:
-            return await work(self._pipe, asyncio.get_running_loop().time() + budget)
-        except (TimeoutError, *_UNAVAILABLE) as exc:
-            raise self._failure(exc, deadline_binds) from (None if isinstance(exc, TimeoutError) else exc)
+            cause = None if isinstance(exc, TimeoutError) else exc
+            raise self._failure(exc, budget, deadline_binds) from cause
 
     async def ping(self) -> bool:
         await self.bounded(self.client.ping())
         return True
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
-        """Run one script atomically and return its reply.
+    async def run(
+        self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg], *, limit: float | None = None
+    ) -> Any:
+        """Run one script atomically and return its reply (bounded as by :meth:`bounded`).
 
-        With coalescing on (the default), a call made while another is waiting for Redis joins the
-        next pipeline instead of taking a connection of its own (see :class:`Coalescer`).
+        On a single node the call shares the pipelined connection (resp.py); on a cluster, a call
+        made while another is waiting for Redis joins the next pipeline (see :class:`Coalescer`).
         """
         if self._pipe is not None:
-            return await self._piped(lambda pipe, deadline: _pipe_evalsha(pipe, script, keys, args, deadline))
+            # The pipe times the reply itself: one timer on its future, no asyncio.timeout.
+            budget, deadline_binds = self._budget(limit)
+            try:
+                return await _pipe_evalsha(self._pipe, script, keys, args, self._loop_deadline(budget))
+            except (TimeoutError, *_UNAVAILABLE) as exc:
+                cause = None if isinstance(exc, TimeoutError) else exc
+                raise self._failure(exc, budget, deadline_binds) from cause
         if self._coalescer is not None:
-            return await self.bounded(self._coalescer.run(ScriptCall(script, keys, args)))
-        return await self.bounded(self._run(script, keys, args))
+            return await self.bounded(self._coalescer.run(ScriptCall(script, keys, args)), limit)
+        return await self.bounded(self._run(script, keys, args), limit)
+
+    @staticmethod
+    def _loop_deadline(budget: float) -> float:
+        return asyncio.get_running_loop().time() + budget
 
     async def _run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         try:
@@ -194,18 +203,32 @@ class RedisBackend:
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run many independent scripts in one pipelined round trip (per node on a cluster).
 
-        Each call is atomic on its own; together they are not. Replies come back in call order.
+        Each call is atomic on its own; together they are not. Replies come back in call order; the
+        first script that failed raises its error.
+        """
+        return _raise_first(await self.run_each(calls))
+
+    async def run_each(self, calls: Sequence[ScriptCall], *, limit: float | None = None) -> list[Any]:
+        """Like :meth:`run_many`, but a script that failed puts its error in its reply's place.
+
+        Failing to reach Redis (or running out of time) still raises, for every call at once.
         """
         if not calls:
             return []
         if self._pipe is not None:
-            return _raise_first(
-                await self._piped(lambda pipe, deadline: _pipe_evalsha_many(pipe, calls, deadline))
-            )
-        return await self.bounded(self._run_many(calls))
-
-    async def _run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        return _raise_first(await _pipeline(calls, self.client))
+            budget, deadline_binds = self._budget(limit)
+            try:
+                return await _pipe_evalsha_many(self._pipe, calls, self._loop_deadline(budget))
+            except (TimeoutError, *_UNAVAILABLE) as exc:
+                cause = None if isinstance(exc, TimeoutError) else exc
+                raise self._failure(exc, budget, deadline_binds) from cause
+        if len(calls) == 1:
+            call = calls[0]
+            try:
+                return [await self.run(call.script, call.keys, call.args, limit=limit)]
+            except rex.ResponseError as exc:  # a fault in the script (unavailability was mapped)
+                return [exc]
+        return await self.bounded(_pipeline(calls, self.client), limit)
 
 
 class Coalescer:

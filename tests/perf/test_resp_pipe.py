@@ -19,6 +19,7 @@ import redis.exceptions as rex
 from coord_server.errors import BackendUnavailable
 from coord_server.redis import RedisBackend
 from coord_server.resp import RespPipe
+from coord_server.scripts import Script
 
 from ..conftest import RedisProcess
 
@@ -28,6 +29,9 @@ SLOW = (
     "while true do local n = redis.call('TIME') "
     "if n[1] * 1000000 + n[2] - start > tonumber(ARGV[1]) then break end end return 'slow'"
 )
+
+
+SET = Script.from_source("set", "return redis.call('SET', KEYS[1], ARGV[1])")
 
 
 def pipe_to(redis: RedisProcess, **kwargs: Any) -> RespPipe:
@@ -160,7 +164,7 @@ def test_password_and_database_from_the_url_are_used(redis_factory: Callable[...
         )
         try:
             assert backend._pipe is not None  # the shared connection, not redis-py, runs scripts here
-            return await backend._piped(lambda pipe, deadline: pipe.call(("SET", "where", "db3"), deadline))
+            return await backend.run(SET, ["where"], ["db3"])
         finally:
             await backend.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,13 +12,13 @@ from google.protobuf import duration_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from .._grpc import answer_each, item_status, rpc, stream_rpc
-from .._proto import duration_ms, timestamp_ms
+from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import invalid
 from ..validation import Limits
 from . import headers
 from .policies import PolicyRegistry
 from .rules import Rule, make_rule
-from .store import Decision, Item, RateLimitStore, Status
+from .store import CheckPlan, Decision, Item, RateLimitStore, Status
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -63,25 +62,37 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self, request: ratelimit_pb2.CheckBatchRequest, context: Ctx
     ) -> ratelimit_pb2.CheckBatchResponse:
         self._limits.batch("checks", len(request.checks))
-        # Concurrently: their scripts leave for Redis together, in one pipeline.
-        results = await asyncio.gather(*(self._check_item(check) for check in request.checks))
-        return ratelimit_pb2.CheckBatchResponse(results=results)
-
-    async def _check_item(self, check: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckBatchResult:
-        try:
-            return ratelimit_pb2.CheckBatchResult(check=await self._check(check))
-        except Exception as error:
-            status = item_status(_CHECK_BATCH, error)
-            failure = ratelimit_pb2.StreamError(
-                code=status.code, message=status.message, details=status.details
-            )
-            return ratelimit_pb2.CheckBatchResult(error=failure)
+        results: list[ratelimit_pb2.CheckBatchResult | None] = [None] * len(request.checks)
+        valid: list[tuple[int, list[_Named], CheckPlan]] = []
+        for index, check in enumerate(request.checks):
+            try:
+                named, plan = self._prepare(check)
+            except Exception as error:
+                results[index] = _batch_error(error)
+                continue
+            valid.append((index, named, plan))
+        # Every valid check's script leaves for Redis at once, in one pipeline: no task per check.
+        decisions = await self._store.check_many([plan for _, _, plan in valid])
+        for (index, named, _), decision in zip(valid, decisions, strict=True):
+            if isinstance(decision, Exception):
+                results[index] = _batch_error(decision)
+            else:
+                results[index] = ratelimit_pb2.CheckBatchResult(check=_check_response(named, decision))
+        return ratelimit_pb2.CheckBatchResponse(results=[r for r in results if r is not None])
 
     async def _check_streamed(self, request: ratelimit_pb2.CheckStreamRequest) -> ratelimit_pb2.CheckResponse:
         return await self._check(request.check)
 
     async def _check(self, request: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckResponse:
         """Check's whole work, shared by the unary call and every message of CheckStream."""
+        named, plan = self._prepare(request)
+        decision = (await self._store.check_many([plan]))[0]
+        if isinstance(decision, Exception):
+            raise decision
+        return _check_response(named, decision)
+
+    def _prepare(self, request: ratelimit_pb2.CheckRequest) -> tuple[list[_Named], CheckPlan]:
+        """Validate one check and plan its scripts; raises InvalidArgument naming the field."""
         self._limits.batch("descriptors", len(request.descriptors))
         if request.mode not in _KNOWN_MODES:
             raise invalid("mode", f"{request.mode} is not a known mode")
@@ -108,10 +119,8 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                 "so that one atomic script can decide them; set scope, or use MODE_INDEPENDENT",
                 reason="RATELIMIT_SCOPE_REQUIRED",
             )
-        decision = await self._store.check(
-            [n.item for n in named], scope=scope, dry_run=request.dry_run, independent=independent
-        )
-        return _check_response(named, decision)
+        items = [n.item for n in named]
+        return named, self._store.plan(items, scope=scope, dry_run=request.dry_run, independent=independent)
 
     @rpc
     async def Reset(self, request: ratelimit_pb2.ResetRequest, context: Ctx) -> ratelimit_pb2.ResetResponse:
@@ -156,6 +165,12 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         return _Named(Item(key, rule, cost), name)
 
 
+def _batch_error(error: Exception) -> ratelimit_pb2.CheckBatchResult:
+    status = item_status(_CHECK_BATCH, error)
+    failure = ratelimit_pb2.StreamError(code=status.code, message=status.message, details=status.details)
+    return ratelimit_pb2.CheckBatchResult(error=failure)
+
+
 def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
     return make_rule(
         prefix,
@@ -170,15 +185,11 @@ def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
 
 def _duration_us(micros: int) -> duration_pb2.Duration:
     """A Duration of ``micros`` rounded up to whole milliseconds."""
-    duration = duration_pb2.Duration()
-    duration.FromMilliseconds(-(-micros // 1000))
-    return duration
+    return duration_of_ms(-(-micros // 1000))
 
 
 def _status_pb(named: _Named, status: Status) -> ratelimit_pb2.DescriptorStatus:
     rule = named.item.rule
-    period = duration_pb2.Duration()
-    period.FromMilliseconds(rule.period_ms)
     return ratelimit_pb2.DescriptorStatus(
         key=named.item.key,
         name=named.name,
@@ -189,7 +200,7 @@ def _status_pb(named: _Named, status: Status) -> ratelimit_pb2.DescriptorStatus:
         remaining=status.remaining,
         reset_after=_duration_us(status.reset_after_us),
         retry_after=_duration_us(status.retry_after_us),
-        period=period,
+        period=duration_of_ms(rule.period_ms),
     )
 
 

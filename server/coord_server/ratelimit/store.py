@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,6 +72,15 @@ class RateLimitStore:
 
         All-or-nothing (``independent`` false) needs every item in one scope: the caller checks that.
         """
+        decision = (
+            await self.check_many([self.plan(items, scope=scope, dry_run=dry_run, independent=independent)])
+        )[0]
+        if isinstance(decision, Exception):
+            raise decision
+        return decision
+
+    def plan(self, items: Sequence[Item], *, scope: str, dry_run: bool, independent: bool) -> CheckPlan:
+        """The script calls that decide ``items`` (one per scope), for :meth:`check_many`."""
         flags = (_DRY_RUN if dry_run else 0) | (_INDEPENDENT if independent else 0)
         groups: dict[str, list[int]] = {}
         for index, item in enumerate(items):
@@ -81,20 +89,25 @@ class RateLimitStore:
             raise AssertionError("all-or-nothing over several scopes is refused by the servicer")
         calls = [self._check_call(group_scope, [items[i] for i in indexes], flags)
                  for group_scope, indexes in groups.items()]  # fmt: skip
+        return CheckPlan(items, list(groups.values()), calls)
+
+    async def check_many(self, plans: Sequence[CheckPlan]) -> list[Decision | Exception]:
+        """Decide many independent checks; their scripts go to Redis together, without waiting on
+        one another. Each check gets its Decision, or the error of its own script (a fault, never a
+        denial). When Redis cannot answer within the timeout, every rule's failure mode decides."""
+        calls = [call for plan in plans for call in plan.calls]
         try:
-            async with asyncio.timeout(self._timeout):  # no Task per check, unlike wait_for
-                replies = await self._run(calls)
+            replies = await self._redis.run_each(calls, limit=self._timeout)
         except (TimeoutError, BackendUnavailable) as exc:
             log.warning("rate limit check decided by failure modes: %s", exc or "timed out")
-            return _failure_decision(items)
-        statuses: list[Status | None] = [None] * len(items)
-        now_us = 0
-        for indexes, reply in zip(groups.values(), replies, strict=True):
-            now_us = now_us or int(reply[0])
-            for n, index in enumerate(indexes):
-                a, c, remaining, reset_us, retry_us = (int(v) for v in reply[1 + 5 * n : 6 + 5 * n])
-                statuses[index] = Status(bool(a), bool(c), remaining, reset_us, retry_us)
-        return Decision([s for s in statuses if s is not None], now_us)
+            return [_failure_decision(plan.items) for plan in plans]
+        decisions: list[Decision | Exception] = []
+        at = 0
+        for plan in plans:
+            mine, at = replies[at : at + len(plan.calls)], at + len(plan.calls)
+            failed = next((r for r in mine if isinstance(r, Exception)), None)
+            decisions.append(failed if failed is not None else _decision(plan, mine))
+        return decisions
 
     def _check_call(self, scope: str, items: Sequence[Item], flags: int) -> ScriptCall:
         keys = [self._keys.state(scope, item.key, item.rule.algorithm) for item in items]
@@ -105,15 +118,29 @@ class RateLimitStore:
             args += [int(rule.algorithm), rule.limit, rule.period_us, rule.burst, item.cost, interval]
         return ScriptCall(self._check, keys, args)
 
-    async def _run(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        if len(calls) == 1:
-            call = calls[0]
-            return [await self._redis.run(call.script, call.keys, call.args)]
-        return await self._redis.run_many(calls)
-
     async def reset(self, scope: str, key: str) -> bool:
         """Clear ``key``'s state under every algorithm; True when any existed."""
         return int(await self._redis.run(self._reset, self._keys.all_states(scope, key), [])) > 0
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """One check, ready to send: its items, their indexes per scope, and one script call per scope."""
+
+    items: Sequence[Item]
+    groups: list[list[int]]
+    calls: list[ScriptCall]
+
+
+def _decision(plan: CheckPlan, replies: Sequence[Any]) -> Decision:
+    statuses: list[Status | None] = [None] * len(plan.items)
+    now_us = 0
+    for indexes, reply in zip(plan.groups, replies, strict=True):
+        now_us = now_us or int(reply[0])
+        for n, index in enumerate(indexes):
+            a, c, remaining, reset_us, retry_us = (int(v) for v in reply[1 + 5 * n : 6 + 5 * n])
+            statuses[index] = Status(bool(a), bool(c), remaining, reset_us, retry_us)
+    return Decision([s for s in statuses if s is not None], now_us)
 
 
 def _failure_decision(items: Sequence[Item]) -> Decision:
