@@ -27,11 +27,11 @@ from types import FrameType
 import grpc
 import redis.asyncio as aioredis
 
-from . import cache, events, levers, lock, ratelimit, session
+from . import cache, events, latency, levers, lock, ratelimit, session
 from ._harness import Benchmark, Env, Plan, Row, new_event_loop, progress, table, write_json
 from ._procs import Processes, start_all, start_coord
 
-SUITES = (cache, ratelimit, lock, session, events, levers)
+SUITES = (cache, latency, ratelimit, lock, session, events, levers)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK = Plan(duration=0.3, rounds=3, concurrency=(1, 64), warmup=0.15, memory_keys=2000)
@@ -124,6 +124,7 @@ async def _run(
             procs.redis_url,
             procs.coord_target,
             spawn_coord,
+            procs.floor_target,
         )
         rows: list[Row] = []
         for bench in benchmarks:

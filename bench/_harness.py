@@ -84,6 +84,7 @@ class Env:
     # Starts one more Coord server (a variant: other flags or settings) for the rest of the run and
     # returns (pid, target, channel): see bench.levers.
     spawn_coord: Callable[..., Awaitable[tuple[int, str, grpc.aio.Channel]]] | None = None
+    floor_target: str = ""
 
 
 @dataclass(frozen=True)

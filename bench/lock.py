@@ -13,7 +13,8 @@ side also measures the hand-off latency: for every release made while other call
 the time from the release (the holder's call to release, on this process's monotonic clock) to the
 grant of a caller that was already waiting then. A caller that releases and at once takes the lock
 again ahead of the waiters (redis-py's waiters are asleep) does not end the hand-off: it ends only
-when a waiter holds the lock.
+when a waiter holds the lock. And each side's fairness: the share of the pairs that the busiest of
+the 8 callers took (1/8 for a FIFO lock).
 
 Plus Redis memory per held lock, over ``plan.memory_keys`` locks held at once (10,000; 2,000 with
 ``--quick``).
@@ -21,6 +22,7 @@ Plus Redis memory per held lock, over ``plan.memory_keys`` locks held at once (1
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -157,7 +159,41 @@ async def bench_contended(env: Env) -> list[Row]:
             f"lock hand-off c={row.concurrency}: Coord p50 {row.coord:.2f} ms, "
             f"{row.baseline_name} p50 {row.baseline:.2f} ms"
         )
-    return rows + handoffs + redis_cpu_rows(rows, "lock pairs on ONE lock: Redis CPU per pair", "µs/pair")
+    fairness = await _fairness_rows(env)
+    redis_cpu = redis_cpu_rows(rows, "lock pairs on ONE lock: Redis CPU per pair", "µs/pair")
+    return rows + handoffs + fairness + redis_cpu
+
+
+async def _busiest_share(side: Side, seconds: float) -> float:
+    """Of the pairs CONTENDERS callers complete in ``seconds``, the share the busiest caller took."""
+    counts = [0] * CONTENDERS
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        while time.perf_counter() < stop:
+            await side.op(0)
+            counts[w] += 1
+
+    await asyncio.gather(*(worker(w) for w in range(CONTENDERS)))
+    return max(counts) / max(1, sum(counts))
+
+
+async def _fairness_rows(env: Env) -> list[Row]:
+    """Pairs per second say nothing of who got them: a lock whose releaser takes it straight back
+    while the others sleep (redis-py's) scores well and starves them. A FIFO lock gives each of the
+    8 callers 1/8."""
+    operation = "lock pairs on ONE lock: busiest caller's share of pairs"
+    seconds = max(1.0, env.plan.duration)
+    coord = await _busiest_share(_coord_contended(env, "bench:fair"), seconds)
+    rows = []
+    for label, name, sleep in (
+        ("redis-py asyncio Lock (sleep 0.1)", "rpy:fair", 0.1),
+        ("redis-py asyncio Lock (sleep 0.01)", "rpy:fair:fast", 0.01),
+    ):
+        theirs = await _busiest_share(_redis_contended(env, label, name, sleep), seconds)
+        progress(f"lock fairness c={CONTENDERS}: busiest caller Coord {coord:.0%}, {label} {theirs:.0%}")
+        rows.append(Row(operation, label, "% of pairs", coord * 100, theirs * 100, CONTENDERS))
+    return rows
 
 
 async def _used_memory(env: Env) -> int:

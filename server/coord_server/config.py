@@ -95,7 +95,7 @@ class Settings:
     lock_waiter_heartbeat: float = 1.0  # how often a server renews its lock waiters (< waiter TTL)
     lock_fallback: float = 5.0  # longest a waiter sleeps without a wake-up before it looks again
     event_loop: str = "uvloop"  # the server's event loop: uvloop, or asyncio's own
-    redis_coalesce: bool = True  # concurrent requests' Redis scripts share one pipeline in flight
+    redis_coalesce: bool = True  # scripts share one pipelined connection (single node) / pipelines (cluster)
     workers: int = 1  # server processes sharing the listen port (SO_REUSEPORT)
 
     @property
@@ -242,7 +242,8 @@ _SPEC: dict[str, tuple[str, str, str]] = {
     "redis_coalesce": (
         "COORD_REDIS_COALESCE",
         "--redis-coalesce",
-        "send concurrent requests' Redis scripts together, one pipeline in flight (1/0)",
+        "pipeline concurrent requests' Redis scripts: one shared connection on a single node, "
+        "coalesced pipelines on a cluster (1/0)",
     ),
     "workers": ("COORD_WORKERS", "--workers", "server processes sharing the listen port (SO_REUSEPORT)"),
 }

@@ -181,17 +181,13 @@ class RedisBackend:
             # The pipe times the reply itself: one timer on its future, no asyncio.timeout.
             budget, deadline_binds = self._budget(limit)
             try:
-                return await _pipe_evalsha(self._pipe, script, keys, args, self._loop_deadline(budget))
+                return await _pipe_evalsha(self._pipe, script, keys, args, budget)
             except (TimeoutError, *_UNAVAILABLE) as exc:
                 cause = None if isinstance(exc, TimeoutError) else exc
                 raise self._failure(exc, budget, deadline_binds) from cause
         if self._coalescer is not None:
             return await self.bounded(self._coalescer.run(ScriptCall(script, keys, args)), limit)
         return await self.bounded(self._run(script, keys, args), limit)
-
-    @staticmethod
-    def _loop_deadline(budget: float) -> float:
-        return asyncio.get_running_loop().time() + budget
 
     async def _run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         try:
@@ -218,7 +214,7 @@ class RedisBackend:
         if self._pipe is not None:
             budget, deadline_binds = self._budget(limit)
             try:
-                return await _pipe_evalsha_many(self._pipe, calls, self._loop_deadline(budget))
+                return await _pipe_evalsha_many(self._pipe, calls, budget)
             except (TimeoutError, *_UNAVAILABLE) as exc:
                 cause = None if isinstance(exc, TimeoutError) else exc
                 raise self._failure(exc, budget, deadline_binds) from cause
@@ -378,29 +374,33 @@ def _raise_first(replies: list[Any]) -> list[Any]:
 
 
 async def _pipe_evalsha(
-    pipe: RespPipe, script: Script, keys: Sequence[str], args: Sequence[ScriptArg], deadline: float
+    pipe: RespPipe, script: Script, keys: Sequence[str], args: Sequence[ScriptArg], budget: float
 ) -> Any:
+    started = time.monotonic()
     try:
-        return await pipe.call(("EVALSHA", script.sha, len(keys), *keys, *args), deadline)
+        return await pipe.call(("EVALSHA", script.sha, len(keys), *keys, *args), budget)
     except rex.NoScriptError:
         log.info("script %s was not cached in Redis; sending its source", script.name)
-        return await pipe.call(("EVAL", script.source, len(keys), *keys, *args), deadline)
+        left = max(budget - (time.monotonic() - started), 0.0)
+        return await pipe.call(("EVAL", script.source, len(keys), *keys, *args), left)
 
 
-async def _pipe_evalsha_many(pipe: RespPipe, calls: Sequence[ScriptCall], deadline: float) -> list[Any]:
+async def _pipe_evalsha_many(pipe: RespPipe, calls: Sequence[ScriptCall], budget: float) -> list[Any]:
     """Like :func:`_pipeline`, over the shared connection: replies in order, errors in place."""
+    started = time.monotonic()
     replies = await pipe.call_many(
-        [("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args) for c in calls], deadline
+        [("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args) for c in calls], budget
     )
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
     if missing:
         log.info("%d pipelined scripts were not cached in Redis; sending their source", len(missing))
+        left = max(budget - (time.monotonic() - started), 0.0)
         again = await pipe.call_many(
             [
                 ("EVAL", calls[i].script.source, len(calls[i].keys), *calls[i].keys, *calls[i].args)
                 for i in missing
             ],
-            deadline,
+            left,
         )
         for i, reply in zip(missing, again, strict=True):
             replies[i] = reply

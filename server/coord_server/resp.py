@@ -64,6 +64,22 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(TimeoutError())
 
 
+class _Many:
+    """The replies of commands sent together, gathered into one future (not one future each)."""
+
+    __slots__ = ("expected", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], expected: int) -> None:
+        self.future = future
+        self.replies: list[Any] = []
+        self.expected = expected
+
+    def add(self, reply: Any) -> None:
+        self.replies.append(reply)
+        if len(self.replies) == self.expected and not self.future.done():
+            self.future.set_result(self.replies)
+
+
 def _retrieve(task: asyncio.Task[None]) -> None:
     """Mark a finished connect's failure as seen: its callers may all have given up already."""
     if not task.cancelled():
@@ -99,13 +115,17 @@ class _Protocol(asyncio.Protocol):
             if not waiting:  # a reply nobody asked for: the stream is out of step, do not guess
                 self._pipe._drop(self, rex.ConnectionError("Redis sent a reply nobody was waiting for"))
                 return
-            future, _ = waiting.popleft()
-            if future.done():  # its caller gave up (deadline, cancellation): drop the reply
-                continue
+            target, _ = waiting.popleft()
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(_error(reply))
+                reply = _error(reply)
+            if isinstance(target, _Many):
+                target.add(reply)  # an error reply stays in its place among the others
+            elif target.done():  # its caller gave up (deadline, cancellation): drop the reply
+                continue
+            elif isinstance(reply, Exception):
+                target.set_exception(reply)
             else:
-                future.set_result(reply)
+                target.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
@@ -135,10 +155,11 @@ class RespPipe:
         self._owner: _Protocol | None = None  # the connection _waiting and _buffer belong to
         self._connecting: asyncio.Task[None] | None = None
         # (future, time sent) per command written and not yet answered, in the order sent.
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._waiting: collections.deque[tuple[asyncio.Future[Any] | _Many, float]] = collections.deque()
         self._buffer: list[bytes] = []
         self._flush_scheduled = False
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop  # the loop of the connection: set when it is opened
 
     @classmethod
     def for_client_kwargs(
@@ -158,49 +179,47 @@ class RespPipe:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    async def call(self, args: Sequence[Arg], deadline: float) -> Any:
+    async def call(self, args: Sequence[Arg], budget: float) -> Any:
         """Send one command and return its reply; an error reply raises redis-py's exception for it.
 
-        ``deadline`` is in loop time: past it the caller gets TimeoutError (its reply, when it comes,
-        is dropped). One timer on the reply's future: cheaper than an asyncio.timeout per call.
+        Past ``budget`` seconds the caller gets TimeoutError (its reply, when it comes, is dropped).
+        One timer on the reply's future: cheaper than an asyncio.timeout per call.
         """
         if self._protocol is None or self._is_stale():
-            await self._connect(deadline)
-        future = self._send([_pack(args)])[0]
-        timer = asyncio.get_running_loop().call_at(deadline, _expire, future)
+            await self._connect(budget)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._send(future, [_pack(args)])
+        timer = self._loop.call_later(budget, _expire, future)
         try:
             return await future
         finally:
             timer.cancel()
 
-    async def call_many(self, commands: Sequence[Sequence[Arg]], deadline: float) -> list[Any]:
-        """Send many commands back to back; replies (or the exception of each error) in order."""
+    async def call_many(self, commands: Sequence[Sequence[Arg]], budget: float) -> list[Any]:
+        """Send many commands back to back; their replies in order, an error reply's exception in its
+        place. One future for them all: a batch costs one wake-up, not one per command."""
+        if not commands:
+            return []
         if self._protocol is None or self._is_stale():
-            await self._connect(deadline)
-        futures = self._send([_pack(c) for c in commands])
-        loop = asyncio.get_running_loop()
-        timers = [loop.call_at(deadline, _expire, f) for f in futures]
+            await self._connect(budget)
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
+        self._send(_Many(future, len(commands)), [_pack(c) for c in commands])
+        timer = self._loop.call_later(budget, _expire, future)
         try:
-            replies: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
+            return await future
         finally:
-            for timer in timers:
-                timer.cancel()
-        for reply in replies:
-            if isinstance(reply, BaseException) and not isinstance(reply, rex.ResponseError):
-                raise reply  # the connection failed: the whole batch did
-        return replies
+            timer.cancel()
 
-    def _send(self, encoded: list[bytes]) -> list[asyncio.Future[Any]]:
-        loop = asyncio.get_running_loop()
+    def _send(self, target: asyncio.Future[Any] | _Many, encoded: list[bytes]) -> None:
         now = time.monotonic()
-        futures = [loop.create_future() for _ in encoded]
-        self._waiting.extend((f, now) for f in futures)
+        self._waiting.extend((target, now) for _ in encoded)
         self._buffer.extend(encoded)
         if not self._flush_scheduled:
             # Everything asked for during this loop iteration leaves in one write.
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return futures
+            # self._loop, not asyncio.get_running_loop(): on Python 3.11 that makes a getpid()
+            # syscall, and syscalls are dear here (one per call is whole percents of a server's CPU).
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write the buffer to the connection the waiting calls belong to (it is cleared with it)."""
@@ -223,15 +242,16 @@ class RespPipe:
 
     # -- connection --------------------------------------------------------------------------------
 
-    async def _connect(self, deadline: float) -> None:
+    async def _connect(self, budget: float) -> None:
         """Open the connection, once for all callers waiting on it (no one caller's cancel stops it)."""
         if self._closed:
             raise rex.ConnectionError("the Redis connection is closed")
+        self._loop = asyncio.get_running_loop()
         if self._connecting is None or self._connecting.done():
-            task = asyncio.get_running_loop().create_task(self._open_bounded(), context=contextvars.Context())
+            task = self._loop.create_task(self._open_bounded(), context=contextvars.Context())
             task.add_done_callback(_retrieve)
             self._connecting = task
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout(budget):
             await asyncio.shield(self._connecting)
 
     async def _open_bounded(self) -> None:
@@ -262,10 +282,12 @@ class RespPipe:
         if self._db:
             setup.append(("SELECT", self._db))
         if setup:
-            futures = self._send([_pack(c) for c in setup])
+            future: asyncio.Future[list[Any]] = loop.create_future()
+            self._send(_Many(future, len(setup)), [_pack(c) for c in setup])
             try:
-                for future in futures:
-                    await future
+                for reply in await future:
+                    if isinstance(reply, Exception):
+                        raise reply  # a wrong password (AuthenticationError) or database
             except BaseException:
                 self._drop(protocol, rex.ConnectionError("Redis refused the connection setup"))
                 raise
@@ -282,7 +304,8 @@ class RespPipe:
         self._owner = self._protocol = None
         waiting, self._waiting = self._waiting, collections.deque()
         self._buffer = []
-        for future, _ in waiting:
+        for target, _ in waiting:
+            future = target.future if isinstance(target, _Many) else target
             if not future.done():
                 future.set_exception(error)
 

@@ -171,16 +171,30 @@ def _batch_error(error: Exception) -> ratelimit_pb2.CheckBatchResult:
     return ratelimit_pb2.CheckBatchResult(error=failure)
 
 
+# Validated inline rules by their fields: most traffic repeats a handful of rules, and validating
+# one costs more than the rest of a check's preparation. Rules are immutable; only valid ones enter.
+_RULES: dict[tuple[int, int, int, int, int, int, str], Rule] = {}
+_RULES_MAX = 4096
+
+
 def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
-    return make_rule(
-        prefix,
-        algorithm=int(r.algorithm),
-        limit=r.limit,
-        period_ms=duration_ms(prefix + "period", r.period),
-        burst=r.burst,
-        on_backend_error=int(r.on_backend_error),
-        name=r.name,
-    )
+    period = r.period
+    fields = (r.algorithm, r.limit, period.seconds, period.nanos, r.burst, r.on_backend_error, r.name)
+    rule = _RULES.get(fields)
+    if rule is None:
+        rule = make_rule(
+            prefix,
+            algorithm=int(r.algorithm),
+            limit=r.limit,
+            period_ms=duration_ms(prefix + "period", period),
+            burst=r.burst,
+            on_backend_error=int(r.on_backend_error),
+            name=r.name,
+        )
+        if len(_RULES) >= _RULES_MAX:
+            _RULES.clear()  # many distinct rules: start over rather than grow without bound
+        _RULES[fields] = rule
+    return rule
 
 
 def _duration_us(micros: int) -> duration_pb2.Duration:
@@ -206,7 +220,7 @@ def _status_pb(named: _Named, status: Status) -> ratelimit_pb2.DescriptorStatus:
 
 def _check_response(named: list[_Named], decision: Decision) -> ratelimit_pb2.CheckResponse:
     statuses = decision.statuses
-    binding = min(range(len(statuses)), key=lambda i: statuses[i].remaining)
+    binding = 0 if len(statuses) == 1 else min(range(len(statuses)), key=lambda i: statuses[i].remaining)
     retry_us = max((s.retry_after_us for s in statuses if not s.allowed), default=0)
     items = [
         headers.HeaderItem(n.name, n.item.rule.limit, n.item.rule.period_ms, s.remaining, s.reset_after_us)
