@@ -92,6 +92,8 @@ async def _run(
     procs: Processes,
     workdir: Path,
     children: contextlib.ExitStack,
+    *,
+    failed: list[str],
 ) -> list[Row]:
     redis = aioredis.Redis.from_url(procs.redis_url)
     coord = grpc.aio.insecure_channel(procs.coord_target)
@@ -129,7 +131,11 @@ async def _run(
         rows: list[Row] = []
         for bench in benchmarks:
             progress(f"{bench.name} ...")
-            rows.extend(await bench.run(env))
+            try:
+                rows.extend(await bench.run(env))
+            except Exception as exc:  # one broken benchmark must not cost the run every other figure
+                progress(f"{bench.name} FAILED: {type(exc).__name__}: {exc}")
+                failed.append(bench.name)
         return rows
     finally:
         for channel in channels:
@@ -174,12 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Coord pid {procs.coord.pid}, echo floor pid {procs.floor.pid}"
         )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            rows = runner.run(_run(benchmarks, plan, procs, workdir, children))
+            failed: list[str] = []
+            rows = runner.run(_run(benchmarks, plan, procs, workdir, children, failed=failed))
     print(_describe(plan, procs.redis_version))
     print()
     print(table(rows))
     write_json(rows, args.json)
     print(f"\nrows written to {args.json}", file=sys.stderr)
+    if failed:
+        print(f"python -m bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,12 +7,15 @@ lever" against "Coord without it": a ratio above 1.00x means the lever pays.
 - ``levers.uvloop``: the default uvloop event loop against ``COORD_EVENT_LOOP=asyncio``.
 - ``levers.hiredis``: redis-py with the hiredis reply parser (installed) against its pure-Python
   parser (the second server starts with hiredis hidden from ``import``).
-- ``levers.coalesce``: concurrent requests' scripts sharing one pipeline in flight against one Redis
-  round trip per request (``COORD_REDIS_COALESCE=0``).
+- ``levers.coalesce``: concurrent requests' scripts pipelined (on a single node: one shared,
+  self-pipelining connection, coord_server/resp.py) against one redis-py round trip per request on
+  pooled connections (``COORD_REDIS_COALESCE=0``).
 - ``levers.workers``: ``--workers 2`` (two processes on one port, SO_REUSEPORT) against one. The load
   uses 4 channels with their own connections on both sides, since the kernel spreads connections,
   not calls, over the workers.
 - ``levers.get_stream``: cache reads over ``GetStream`` against unary ``Get`` on the same server.
+- ``levers.deny_cache``: checks of denied keys with ``COORD_RATELIMIT_DENY_CACHE=1`` (exact denials
+  remembered until their retry_after) against the main server, which asks Redis every time.
 
 Cache Get (hit) is the probe for the levers that touch every call, rate-limit Check for coalescing.
 """
@@ -22,12 +25,13 @@ from __future__ import annotations
 import itertools
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from . import ratelimit
-from ._harness import Benchmark, Env, Row, Side, compare
+from ._harness import Benchmark, Env, Row, Side, compare, redis_cpu_rows
 from ._stream import Multiplexed
 from .cache import KEYS, VALUE, _coord_set_all, _user_keys
 
@@ -170,10 +174,47 @@ async def bench_get_stream(env: Env) -> list[Row]:
         )
 
 
+DENIED_KEYS = 1000
+
+
+async def bench_deny_cache(env: Env) -> list[Row]:
+    """Checks of keys that are denied (each allows one unit per hour and has used it): a server that
+    remembers exact denials (``COORD_RATELIMIT_DENY_CACHE=1``) against the main one, which asks Redis
+    every time. The rows also give Redis CPU per check: what denied traffic costs Redis."""
+    pid, _, channel = await _variant(env, "deny_cache", {"env": {"COORD_RATELIMIT_DENY_CACHE": "1"}})
+    rule = ratelimit_pb2.Rule(
+        algorithm=ratelimit_pb2.ALGORITHM_FIXED_WINDOW, limit=1, period=Duration(seconds=3600)
+    )
+    requests = [
+        ratelimit_pb2.CheckRequest(descriptors=[ratelimit_pb2.Descriptor(key=f"denied:{i:06d}", rule=rule)])
+        for i in range(DENIED_KEYS)
+    ]
+    remembering = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+    asking = ratelimit_pb2_grpc.RateLimitServiceStub(env.coord)
+    for request in requests:
+        await asking.Check(request)  # each key's one unit is used: from now on every check denies
+
+    def side(name: str, stub: ratelimit_pb2_grpc.RateLimitServiceStub, server_pid: int) -> Side:
+        async def op(i: int) -> None:
+            if (await stub.Check(requests[i % DENIED_KEYS])).allowed:
+                raise RuntimeError("a key that had used its hourly unit was allowed")
+
+        return Side(name, op, server_pid, env.redis_pid)
+
+    rows = await compare(
+        env,
+        "lever deny cache: ratelimit.Check of denied keys",
+        side("Coord, denials remembered", remembering, pid),
+        [side("Coord, every check to Redis", asking, env.coord_pid)],
+    )
+    return rows + redis_cpu_rows(rows, "lever deny cache: Redis CPU per denied check", "µs/check")
+
+
 BENCHMARKS = (
     Benchmark("levers.uvloop", bench_uvloop),
     Benchmark("levers.hiredis", bench_hiredis),
     Benchmark("levers.coalesce", bench_coalesce),
     Benchmark("levers.workers", bench_workers),
     Benchmark("levers.get_stream", bench_get_stream),
+    Benchmark("levers.deny_cache", bench_deny_cache),
 )

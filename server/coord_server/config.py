@@ -72,6 +72,7 @@ class Settings:
     tenant: str = "default"
     ratelimit_policies: str = ""  # path of the rate limit policy file (YAML); empty: no named policies
     ratelimit_timeout: float = 0.25  # longest wait for Redis in a rate limit Check before failing open/closed
+    ratelimit_deny_cache: bool = False  # answer repeated checks of a key denied until T from memory until T
     session_max_attributes_bytes: int = 64 * 1024  # names plus values of one session's attributes
     session_default_idle: float = 1800.0  # idle (sliding) timeout when Create gives none
     session_default_absolute: float = 12 * 3600.0  # absolute timeout when Create gives none
@@ -164,6 +165,12 @@ _SPEC: dict[str, tuple[str, str, str]] = {
         "COORD_RATELIMIT_TIMEOUT",
         "--ratelimit-timeout",
         "longest wait for Redis in a rate limit check before its rules fail open or closed",
+    ),
+    "ratelimit_deny_cache": (
+        "COORD_RATELIMIT_DENY_CACHE",
+        "--ratelimit-deny-cache",
+        "remember exact denials and answer repeated checks of a denied key without Redis until its "
+        "retry_after (a Reset through another server is seen only then) (1/0)",
     ),
     "session_max_attributes_bytes": (
         "COORD_SESSION_MAX_ATTRIBUTES_SIZE",
@@ -288,7 +295,7 @@ def _convert(name: str, raw: str, label: str) -> object:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{label}: {raw!r} is not a whole number") from None
-    if name in ("redis_cluster", "redis_coalesce"):
+    if name in ("redis_cluster", "redis_coalesce", "ratelimit_deny_cache"):
         return _parse_bool(raw, label)
     if name == "data_dir":
         return Path(raw)

@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import BackendUnavailable, DeadlineExceeded
+from . import resp
 from .resp import RespPipe
 from .scripts import Script
 
@@ -353,7 +354,7 @@ async def _pipeline(calls: Sequence[ScriptCall], client: aioredis.Redis | RedisC
 
 def _pipe_for(client: aioredis.Redis | RedisCluster, timeout: float) -> RespPipe | None:
     """The shared pipelined connection for a plain single-node client; None where redis-py must route."""
-    if isinstance(client, RedisCluster):
+    if isinstance(client, RedisCluster) or not resp.AVAILABLE:
         return None
     pool = client.connection_pool
     if not issubclass(pool.connection_class, (aioredis.Connection, aioredis.UnixDomainSocketConnection)):

@@ -15,7 +15,8 @@ reply is read and dropped when it comes, so the order stays right). A connection
 has waited longer than the Redis timeout is presumed dead (a peer gone without a reset) and dropped,
 so one silent connection cannot stall every later call; the next call opens a new one.
 
-Used for plain TCP and unix-socket Redis. TLS, Sentinel and Cluster keep redis-py (and its routing).
+Used for plain TCP and unix-socket Redis when hiredis is installed (it parses the replies). TLS,
+Sentinel and Cluster keep redis-py (and its routing).
 Pub/Sub and blocking reads never come here: they hold their connection, which this one cannot.
 """
 
@@ -29,8 +30,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 import redis.exceptions as rex
+
+try:
+    import hiredis
+except ImportError:  # pinned in requirements.txt; without it, redis.py keeps redis-py for scripts
+    AVAILABLE = False
+else:
+    AVAILABLE = True
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from ..errors import StartupError
 from ..redis import RedisBackend
 from ..scripts import ScriptSet
 from ..validation import Limits
+from .denials import Denials
 from .keys import RateLimitKeys
 from .policies import PolicyError, PolicyRegistry
 from .servicer import RateLimitServicer
@@ -38,7 +39,8 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
     if settings.ratelimit_timeout <= 0:
         raise StartupError("rate limit timeout: COORD_RATELIMIT_TIMEOUT must be longer than zero")
     timeout = min(settings.ratelimit_timeout, settings.redis_timeout)
-    store = RateLimitStore(redis, ScriptSet(__name__), RateLimitKeys(settings.tenant), timeout)
+    denials = Denials() if settings.ratelimit_deny_cache else None
+    store = RateLimitStore(redis, ScriptSet(__name__), RateLimitKeys(settings.tenant), timeout, denials)
     servicer = RateLimitServicer(store, policies, Limits.from_settings(settings))
     ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
     return SERVICE_NAME

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from ..errors import BackendUnavailable
 from ..redis import RedisBackend, ScriptArg, ScriptCall
 from ..scripts import ScriptSet
+from .denials import DenialKey, Denials
 from .keys import RateLimitKeys
 from .rules import Algorithm, FailureMode, Rule
 
@@ -60,10 +62,18 @@ class RateLimitStore:
     out, or Redis is unavailable, each rule's failure mode decides instead, so a Check never hangs.
     """
 
-    def __init__(self, redis: RedisBackend, scripts: ScriptSet, keys: RateLimitKeys, timeout: float) -> None:
+    def __init__(
+        self,
+        redis: RedisBackend,
+        scripts: ScriptSet,
+        keys: RateLimitKeys,
+        timeout: float,
+        denials: Denials | None = None,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._timeout = timeout
+        self._denials = denials  # see denials.py; None unless COORD_RATELIMIT_DENY_CACHE is on
         self._check = scripts["check"]
         self._reset = scripts["reset"]
 
@@ -89,25 +99,50 @@ class RateLimitStore:
             raise AssertionError("all-or-nothing over several scopes is refused by the servicer")
         calls = [self._check_call(group_scope, [items[i] for i in indexes], flags)
                  for group_scope, indexes in groups.items()]  # fmt: skip
-        return CheckPlan(items, list(groups.values()), calls)
+        # A denial of this check can be remembered (and this check answered from memory) only when
+        # it has one descriptor of cost 1: see denials.py.
+        memo = (scope, items[0].key, items[0].rule) if len(items) == 1 and items[0].cost == 1 else None
+        return CheckPlan(items, list(groups.values()), calls, memo)
 
     async def check_many(self, plans: Sequence[CheckPlan]) -> list[Decision | Exception]:
         """Decide many independent checks; their scripts go to Redis together, without waiting on
         one another. Each check gets its Decision, or the error of its own script (a fault, never a
         denial). When Redis cannot answer within the timeout, every rule's failure mode decides."""
-        calls = [call for plan in plans for call in plan.calls]
+        decisions: list[Decision | Exception | None] = [None] * len(plans)
+        to_send = list(range(len(plans)))
+        denials = self._denials
+        if denials is not None:
+            to_send = []
+            for index, plan in enumerate(plans):
+                known = denials.lookup(plan.memo) if plan.memo is not None else None
+                if known is None:
+                    to_send.append(index)
+                else:
+                    retry_us, reset_us, now_us = known
+                    decisions[index] = Decision([Status(False, False, 0, reset_us, retry_us)], now_us)
+        asked_at = time.monotonic()
+        calls = [call for index in to_send for call in plans[index].calls]
         try:
-            replies = await self._redis.run_each(calls, limit=self._timeout)
+            replies = await self._redis.run_each(calls, limit=self._timeout) if calls else []
         except (TimeoutError, BackendUnavailable) as exc:
             log.warning("rate limit check decided by failure modes: %s", exc or "timed out")
-            return [_failure_decision(plan.items) for plan in plans]
-        decisions: list[Decision | Exception] = []
+            for index in to_send:
+                decisions[index] = _failure_decision(plans[index].items)
+            return [d for d in decisions if d is not None]
         at = 0
-        for plan in plans:
+        for index in to_send:
+            plan = plans[index]
             mine, at = replies[at : at + len(plan.calls)], at + len(plan.calls)
             failed = next((r for r in mine if isinstance(r, Exception)), None)
-            decisions.append(failed if failed is not None else _decision(plan, mine))
-        return decisions
+            decision = failed if failed is not None else _decision(plan, mine)
+            decisions[index] = decision
+            if denials is not None and plan.memo is not None and isinstance(decision, Decision):
+                status = decision.statuses[0]
+                if not status.allowed and status.remaining == 0:
+                    denials.note(
+                        plan.memo, status.retry_after_us, status.reset_after_us, decision.now_us, asked_at
+                    )
+        return [d for d in decisions if d is not None]
 
     def _check_call(self, scope: str, items: Sequence[Item], flags: int) -> ScriptCall:
         keys = [self._keys.state(scope, item.key, item.rule.algorithm) for item in items]
@@ -120,7 +155,14 @@ class RateLimitStore:
 
     async def reset(self, scope: str, key: str) -> bool:
         """Clear ``key``'s state under every algorithm; True when any existed."""
-        return int(await self._redis.run(self._reset, self._keys.all_states(scope, key), [])) > 0
+        if self._denials is not None:
+            self._denials.forget(scope, key)
+        existed = int(await self._redis.run(self._reset, self._keys.all_states(scope, key), [])) > 0
+        if self._denials is not None:
+            # Again: a check answered before the reset may have been remembered meanwhile (its reply
+            # comes first on the shared connection, so it is noted by now).
+            self._denials.forget(scope, key)
+        return existed
 
 
 @dataclass(frozen=True)
@@ -130,6 +172,7 @@ class CheckPlan:
     items: Sequence[Item]
     groups: list[list[int]]
     calls: list[ScriptCall]
+    memo: DenialKey | None = None  # what a denial of this check is remembered under, if it can be
 
 
 def _decision(plan: CheckPlan, replies: Sequence[Any]) -> Decision:
