@@ -22,8 +22,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .errors import BackendUnavailable, DeadlineExceeded
 from . import resp
+from .errors import BackendUnavailable, DeadlineExceeded
 from .resp import RespPipe
 from .scripts import Script
 
