@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -76,6 +76,8 @@ class RedisBackend:
         self.description = description
         self.is_cluster = isinstance(client, RedisCluster)
         self._detached: set[asyncio.Task[Any]] = set()
+        # Called (and awaited) first thing in close(): services stop their own background tasks.
+        self._closing: list[Callable[[], Awaitable[None]]] = []
         # Single node over TCP or a unix socket: one self-pipelining connection (resp.py). Cluster and
         # TLS: redis-py, with concurrent calls coalesced into pipelines.
         self._pipe: RespPipe | None = None
@@ -117,8 +119,17 @@ class RedisBackend:
         if not task.cancelled() and task.exception() is not None:
             log.warning("background cleanup failed: %s", task.exception())
 
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Have close() await ``hook`` before anything else (a service's background task stopping)."""
+        self._closing.append(hook)
+
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Finish detached cleanups (bounded), then close every connection."""
+        for hook in self._closing:
+            try:
+                await hook()
+            except Exception:
+                log.exception("a shutdown hook failed")
         # RPC handlers cancelled by server.stop() run their cleanup (and detach releases) on the next
         # loop iterations: give them a moment before looking at what is pending.
         await asyncio.sleep(0.05)

@@ -12,7 +12,7 @@ import pytest
 
 from coord.lock.v1 import lock_pb2 as pb
 
-from ..conftest import CoordThread, CoordUnderTest, wait_for
+from ..conftest import CoordThread, CoordUnderTest, RedisProcess, wait_for
 from ._util import S, Stub, X, acquire, describe, dur, lock_stub, queue_length, release
 
 # Settings under which only a wake-up notification can end a wait within a test: the fallback timer,
@@ -197,3 +197,29 @@ def test_dead_waiter_ages_out_and_does_not_block_the_queue(stub: Stub, coord: Co
     thread.join(40)
     assert results[0].acquired, "the live waiter gets the lock once the ghost ages out"
     assert queue_length(stub) == 0
+
+
+def test_the_wake_up_subscription_outlives_a_wait_and_ends_with_the_server(
+    redis_factory: Callable[..., RedisProcess], start_coord: Callable[..., CoordThread]
+) -> None:
+    """One SUBSCRIBE serves wait after wait (it lingers after the last waiter leaves); stopping the
+    server closes it."""
+    backing = redis_factory()
+    server = start_coord(backing.url)
+
+    def wake_channels() -> list[bytes]:
+        with backing.client() as r:
+            return list(r.pubsub_channels("coord:*wake:*"))
+
+    def subscriptions_made() -> int:
+        with backing.client() as r:
+            return int(r.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0))
+
+    with lock_stub(server.target) as s:
+        acquire(s, owner="holder")
+        for _ in range(3):  # three separate waits, each timing out with nobody else waiting
+            assert not acquire(s, wait=0.2).acquired
+            assert len(wake_channels()) == 1  # still subscribed between waits
+        assert subscriptions_made() == 1
+    server.stop()
+    wait_for(lambda: not wake_channels(), "the wake-up subscription to close with the server", 5)

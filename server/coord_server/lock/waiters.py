@@ -16,8 +16,10 @@ On Redis Cluster a plain PUBLISH is broadcast over the cluster bus, so the subsc
 one node (redis-py's ClusterPubSub picks it by the channel's slot) and receives messages published
 through any node. Sharded pub/sub (SPUBLISH, Redis 7 only) is not used so Redis 6.2 works too.
 
-The task runs only while local waiters exist: it starts with the first and stops (closing its
-connection) when the last one leaves, so a stopping server leaves nothing behind.
+The task starts with the first local waiter and stops (closing its connection) once no waiter has
+been left for ``LINGER`` seconds: a lock that is waited on now and then does not pay a SUBSCRIBE and
+its confirmation for every wait. The server's shutdown stops it at once (RedisBackend.on_close), so a
+stopping server leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Waiter:
 class Waiters:
     """The per-process registry of waiting calls and its subscription/heartbeat task."""
 
+    LINGER = 30.0  # seconds the subscription outlives the last waiter
+
     def __init__(
         self,
         redis: RedisBackend,
@@ -74,6 +78,8 @@ class Waiters:
         self._waiters: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._idle_stop: asyncio.TimerHandle | None = None
+        redis.on_close(self.close)
 
     @property
     def count(self) -> int:
@@ -84,6 +90,9 @@ class Waiters:
         """Register a waiter for the block; the subscription is live before the block starts."""
         waiter = Waiter(name, secrets.token_hex(12))
         self._waiters[waiter.wid] = waiter
+        if self._idle_stop is not None:
+            self._idle_stop.cancel()
+            self._idle_stop = None
         if self._task is None or self._task.done():
             self._subscribed = asyncio.Event()
             # A fresh context: the task must not inherit the deadline of the RPC that started it.
@@ -96,9 +105,24 @@ class Waiters:
             yield waiter
         finally:
             del self._waiters[waiter.wid]
-            if not self._waiters and self._task is not None:
-                self._task.cancel()
-                self._task = None
+            if not self._waiters and self._task is not None and self._idle_stop is None:
+                self._idle_stop = asyncio.get_running_loop().call_later(self.LINGER, self._stop_if_idle)
+
+    def _stop_if_idle(self) -> None:
+        self._idle_stop = None
+        if not self._waiters and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop the subscription and heartbeat task now (server shutdown)."""
+        if self._idle_stop is not None:
+            self._idle_stop.cancel()
+            self._idle_stop = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=self._redis.timeout)
 
     async def notify(self, wake: Sequence[Any]) -> None:
         """Wake the waiters of a script's flat ``{server, waiter id, ...}`` list; never raises."""
