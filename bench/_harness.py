@@ -148,6 +148,11 @@ class Stats:
         return Stats(0.0, self.sample_p50_ms or 0.0, self.sample_p99_ms or 0.0, None, 0.0)
 
 
+def _figure(value: float) -> float:
+    """A figure for the JSON: small ones (ms, µs) keep three decimals, rates and sizes one."""
+    return round(value, 3) if abs(value) < 100 else round(value, 1)
+
+
 def _percentile(samples: list[int], q: float) -> float:
     if not samples:
         return 0.0
@@ -182,8 +187,8 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
-            "coord": round(self.coord, 1),
-            "baseline": round(self.baseline, 1),
+            "coord": _figure(self.coord),
+            "baseline": _figure(self.baseline),
             "unit": self.unit,
             "ratio": round(self.ratio, 3),
             "operation": self.operation,
