@@ -190,13 +190,7 @@ class RedisBackend:
         made while another is waiting for Redis joins the next pipeline (see :class:`Coalescer`).
         """
         if self._pipe is not None:
-            # The pipe times the reply itself: one timer on its future, no asyncio.timeout.
-            budget, deadline_binds = self._budget(limit)
-            try:
-                return await _pipe_evalsha(self._pipe, script, keys, args, budget)
-            except (TimeoutError, *_UNAVAILABLE) as exc:
-                cause = None if isinstance(exc, TimeoutError) else exc
-                raise self._failure(exc, budget, deadline_binds) from cause
+            return _raise_first(await self.run_each([ScriptCall(script, keys, args)], limit=limit))[0]
         if self._coalescer is not None:
             return await self.bounded(self._coalescer.run(ScriptCall(script, keys, args)), limit)
         return await self.bounded(self._run(script, keys, args), limit)
@@ -224,6 +218,7 @@ class RedisBackend:
         if not calls:
             return []
         if self._pipe is not None:
+            # The pipe times the replies itself: one timer on their future, no asyncio.timeout.
             budget, deadline_binds = self._budget(limit)
             try:
                 return await _pipe_evalsha_many(self._pipe, calls, budget)
@@ -383,18 +378,6 @@ def _raise_first(replies: list[Any]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply  # a fault in a script (failures to reach Redis were raised already)
     return replies
-
-
-async def _pipe_evalsha(
-    pipe: RespPipe, script: Script, keys: Sequence[str], args: Sequence[ScriptArg], budget: float
-) -> Any:
-    started = time.monotonic()
-    try:
-        return await pipe.call(("EVALSHA", script.sha, len(keys), *keys, *args), budget)
-    except rex.NoScriptError:
-        log.info("script %s was not cached in Redis; sending its source", script.name)
-        left = max(budget - (time.monotonic() - started), 0.0)
-        return await pipe.call(("EVAL", script.source, len(keys), *keys, *args), left)
 
 
 async def _pipe_evalsha_many(pipe: RespPipe, calls: Sequence[ScriptCall], budget: float) -> list[Any]:

@@ -82,8 +82,10 @@ class _Many:
         self.expected = expected
 
     def add(self, reply: Any) -> None:
+        if self.future.done():  # the caller gave up or the batch failed: nothing to collect
+            return
         self.replies.append(reply)
-        if len(self.replies) == self.expected and not self.future.done():
+        if len(self.replies) == self.expected:
             self.future.set_result(self.replies)
 
 
@@ -122,17 +124,10 @@ class _Protocol(asyncio.Protocol):
             if not waiting:  # a reply nobody asked for: the stream is out of step, do not guess
                 self._pipe._drop(self, rex.ConnectionError("Redis sent a reply nobody was waiting for"))
                 return
-            target, _ = waiting.popleft()
-            if isinstance(reply, hiredis.ReplyError):
-                reply = _error(reply)
-            if isinstance(target, _Many):
-                target.add(reply)  # an error reply stays in its place among the others
-            elif target.done():  # its caller gave up (deadline, cancellation): drop the reply
-                continue
-            elif isinstance(reply, Exception):
-                target.set_exception(reply)
-            else:
-                target.set_result(reply)
+            many, _ = waiting.popleft()
+            # An error reply stays in its place among the others; once the caller gave up (deadline,
+            # cancellation) its replies are read and dropped.
+            many.add(_error(reply) if isinstance(reply, hiredis.ReplyError) else reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
@@ -162,7 +157,7 @@ class RespPipe:
         self._owner: _Protocol | None = None  # the connection _waiting and _buffer belong to
         self._connecting: asyncio.Task[None] | None = None
         # (future, time sent) per command written and not yet answered, in the order sent.
-        self._waiting: collections.deque[tuple[asyncio.Future[Any] | _Many, float]] = collections.deque()
+        self._waiting: collections.deque[tuple[_Many, float]] = collections.deque()
         self._buffer: list[bytes] = []
         self._flush_scheduled = False
         self._closed = False
@@ -186,25 +181,13 @@ class RespPipe:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    async def call(self, args: Sequence[Arg], budget: float) -> Any:
-        """Send one command and return its reply; an error reply raises redis-py's exception for it.
-
-        Past ``budget`` seconds the caller gets TimeoutError (its reply, when it comes, is dropped).
-        One timer on the reply's future: cheaper than an asyncio.timeout per call.
-        """
-        if self._protocol is None or self._is_stale():
-            await self._connect(budget)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._send(future, [_pack(args)])
-        timer = self._loop.call_later(budget, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
-
     async def call_many(self, commands: Sequence[Sequence[Arg]], budget: float) -> list[Any]:
-        """Send many commands back to back; their replies in order, an error reply's exception in its
-        place. One future for them all: a batch costs one wake-up, not one per command."""
+        """Send commands back to back; their replies in order, an error reply's exception in its place.
+
+        One future for them all (a batch costs one wake-up, not one per command), and one timer on
+        it: past ``budget`` seconds the caller gets TimeoutError and the replies, when they come, are
+        read and dropped. Losing the connection raises its ConnectionError.
+        """
         if not commands:
             return []
         if self._protocol is None or self._is_stale():
@@ -217,9 +200,9 @@ class RespPipe:
         finally:
             timer.cancel()
 
-    def _send(self, target: asyncio.Future[Any] | _Many, encoded: list[bytes]) -> None:
+    def _send(self, many: _Many, encoded: list[bytes]) -> None:
         now = time.monotonic()
-        self._waiting.extend((target, now) for _ in encoded)
+        self._waiting.extend((many, now) for _ in encoded)
         self._buffer.extend(encoded)
         if not self._flush_scheduled:
             # Everything asked for during this loop iteration leaves in one write.
@@ -311,10 +294,9 @@ class RespPipe:
         self._owner = self._protocol = None
         waiting, self._waiting = self._waiting, collections.deque()
         self._buffer = []
-        for target, _ in waiting:
-            future = target.future if isinstance(target, _Many) else target
-            if not future.done():
-                future.set_exception(error)
+        for many, _ in waiting:
+            if not many.future.done():
+                many.future.set_exception(error)
 
     async def aclose(self) -> None:
         self._closed = True

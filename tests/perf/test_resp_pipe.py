@@ -38,6 +38,14 @@ def pipe_to(redis: RedisProcess, **kwargs: Any) -> RespPipe:
     return RespPipe(host="127.0.0.1", port=redis.port, connect_timeout=1.0, stale_after=2.0, **kwargs)
 
 
+async def call(pipe: RespPipe, command: tuple[Any, ...], budget: float) -> Any:
+    """One command through the pipe: its reply, or the exception of an error reply raised."""
+    reply = (await pipe.call_many([command], budget))[0]
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 def soon(seconds: float = 2.0) -> float:
     """A call's time budget."""
     return seconds
@@ -52,9 +60,9 @@ def test_replies_reach_their_callers_when_an_earlier_caller_gave_up(redis_server
     async def main() -> tuple[Any, list[Any]]:
         pipe = pipe_to(redis_server)
         try:
-            slow = asyncio.ensure_future(pipe.call(("EVAL", SLOW, 0, 300_000), soon(0.05)))
+            slow = asyncio.ensure_future(call(pipe, ("EVAL", SLOW, 0, 300_000), soon(0.05)))
             await asyncio.sleep(0)  # the slow call is queued first
-            rest = [pipe.call(("ECHO", f"m{i}"), soon()) for i in range(50)]
+            rest = [call(pipe, ("ECHO", f"m{i}"), soon()) for i in range(50)]
             gave_up = await asyncio.gather(slow, return_exceptions=True)
             return gave_up[0], await asyncio.gather(*rest)
         finally:
@@ -85,15 +93,15 @@ def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(redis_
     async def main() -> tuple[Any, Any]:
         pipe = pipe_to(redis_server)
         try:
-            await pipe.call(("CLIENT", "SETNAME", "pipe-under-test"), soon())
+            await call(pipe, ("CLIENT", "SETNAME", "pipe-under-test"), soon())
             # A call still waiting when the connection dies (BLPOP only to hold it there).
-            in_flight = asyncio.ensure_future(pipe.call(("BLPOP", "never-pushed", 2), soon(3.0)))
+            in_flight = asyncio.ensure_future(call(pipe, ("BLPOP", "never-pushed", 2), soon(3.0)))
             await asyncio.sleep(0.1)
             with redis_server.client() as r:
                 killed = r.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal")
                 assert killed >= 1
             failed = (await asyncio.gather(in_flight, return_exceptions=True))[0]
-            return failed, await pipe.call(("PING",), soon())
+            return failed, await call(pipe, ("PING",), soon())
         finally:
             await pipe.aclose()
 
@@ -138,11 +146,11 @@ def test_a_silent_connection_is_replaced_after_the_redis_timeout(
     async def main() -> list[Any]:
         pipe = RespPipe(host="127.0.0.1", port=port, connect_timeout=1.0, stale_after=0.3)
         try:
-            first = await asyncio.gather(pipe.call(("PING",), soon(0.1)), return_exceptions=True)
-            still_young = await asyncio.gather(pipe.call(("PING",), soon(0.1)), return_exceptions=True)
+            first = await asyncio.gather(call(pipe, ("PING",), soon(0.1)), return_exceptions=True)
+            still_young = await asyncio.gather(call(pipe, ("PING",), soon(0.1)), return_exceptions=True)
             connections_before = len(accepted)
             await asyncio.sleep(0.4)  # the oldest unanswered call is now older than stale_after
-            later = await asyncio.gather(pipe.call(("PING",), soon(0.1)), return_exceptions=True)
+            later = await asyncio.gather(call(pipe, ("PING",), soon(0.1)), return_exceptions=True)
             return [first[0], still_young[0], connections_before, later[0]]
         finally:
             await pipe.aclose()

@@ -44,7 +44,6 @@ class Denials:
     def __init__(self, max_entries: int = 100_000) -> None:
         self._entries: dict[DenialKey, Denial] = {}
         self._max = max_entries
-        self.served = 0  # checks answered from memory, for logs and tests
 
     def note(
         self, key: DenialKey, retry_after_us: int, reset_after_us: int, redis_now_us: int, asked_at: float
@@ -74,7 +73,6 @@ class Denials:
         if now >= denial.retry_at:
             del self._entries[key]
             return None
-        self.served += 1
         elapsed_us = int((now - denial.noted_at) * 1e6)
         retry_us = max(1, int((denial.retry_at - now) * 1e6))
         reset_us = max(retry_us, int((denial.reset_at - now) * 1e6))
@@ -84,6 +82,3 @@ class Denials:
         """A Reset of ``key`` through this server: drop what is remembered of it, under every rule."""
         for entry in [k for k in self._entries if k[0] == scope and k[1] == key]:
             del self._entries[entry]
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from google.rpc import status_pb2
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
@@ -52,10 +53,9 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
             if error is None:
                 yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, check=response)
             else:
-                failure = ratelimit_pb2.StreamError(
-                    code=error.code, message=error.message, details=error.details
+                yield ratelimit_pb2.CheckStreamResponse(
+                    request_id=request.request_id, error=_stream_error(error)
                 )
-                yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, error=failure)
 
     @rpc
     async def CheckBatch(
@@ -86,10 +86,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
     async def _check(self, request: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckResponse:
         """Check's whole work, shared by the unary call and every message of CheckStream."""
         named, plan = self._prepare(request)
-        decision = (await self._store.check_many([plan]))[0]
-        if isinstance(decision, Exception):
-            raise decision
-        return _check_response(named, decision)
+        return _check_response(named, await self._store.check(plan))
 
     def _prepare(self, request: ratelimit_pb2.CheckRequest) -> tuple[list[_Named], CheckPlan]:
         """Validate one check and plan its scripts; raises InvalidArgument naming the field."""
@@ -165,10 +162,13 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         return _Named(Item(key, rule, cost), name)
 
 
+def _stream_error(status: status_pb2.Status) -> ratelimit_pb2.StreamError:
+    """The status one streamed or batched check failed with (StreamError has Status's fields)."""
+    return ratelimit_pb2.StreamError(code=status.code, message=status.message, details=status.details)
+
+
 def _batch_error(error: Exception) -> ratelimit_pb2.CheckBatchResult:
-    status = item_status(_CHECK_BATCH, error)
-    failure = ratelimit_pb2.StreamError(code=status.code, message=status.message, details=status.details)
-    return ratelimit_pb2.CheckBatchResult(error=failure)
+    return ratelimit_pb2.CheckBatchResult(error=_stream_error(item_status(_CHECK_BATCH, error)))
 
 
 # Validated inline rules by their fields: most traffic repeats a handful of rules, and validating

@@ -77,20 +77,19 @@ class RateLimitStore:
         self._check = scripts["check"]
         self._reset = scripts["reset"]
 
-    async def check(self, items: Sequence[Item], *, scope: str, dry_run: bool, independent: bool) -> Decision:
-        """Decide ``items``. Items of one scope are decided by one atomic script.
-
-        All-or-nothing (``independent`` false) needs every item in one scope: the caller checks that.
-        """
-        decision = (
-            await self.check_many([self.plan(items, scope=scope, dry_run=dry_run, independent=independent)])
-        )[0]
+    async def check(self, plan: CheckPlan) -> Decision:
+        """Decide one planned check; a fault in its script raises (see :meth:`check_many`)."""
+        decision = (await self.check_many([plan]))[0]
         if isinstance(decision, Exception):
             raise decision
         return decision
 
     def plan(self, items: Sequence[Item], *, scope: str, dry_run: bool, independent: bool) -> CheckPlan:
-        """The script calls that decide ``items`` (one per scope), for :meth:`check_many`."""
+        """The script calls that decide ``items``, for :meth:`check` and :meth:`check_many`.
+
+        Items of one scope are decided by one atomic script. All-or-nothing (``independent`` false)
+        needs every item in one scope: the caller checks that.
+        """
         flags = (_DRY_RUN if dry_run else 0) | (_INDEPENDENT if independent else 0)
         groups: dict[str, list[int]] = {}
         for index, item in enumerate(items):
