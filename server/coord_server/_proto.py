@@ -31,5 +31,7 @@ def timestamp_ms(millis: int) -> timestamp_pb2.Timestamp | None:
 
 
 def duration_of_ms(millis: int) -> duration_pb2.Duration:
-    """A Duration of ``millis`` (>= 0) milliseconds."""
-    return duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * _NANOS_PER_MS)
+    """A Duration of ``millis`` milliseconds (seconds and nanos share the sign, as Duration requires)."""
+    seconds, rest = divmod(abs(millis), 1000)
+    sign = -1 if millis < 0 else 1
+    return duration_pb2.Duration(seconds=sign * seconds, nanos=sign * rest * _NANOS_PER_MS)

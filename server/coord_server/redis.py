@@ -373,6 +373,11 @@ def _pipe_for(client: aioredis.Redis | RedisCluster, timeout: float) -> RespPipe
     return RespPipe.for_client_kwargs(kwargs, connect_timeout=min(timeout, 1.0), stale_after=timeout)
 
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes, or a number) as text; keys Coord wrote as UTF-8 come back as they went in."""
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
+
+
 def _raise_first(replies: list[Any]) -> list[Any]:
     for reply in replies:
         if isinstance(reply, Exception):

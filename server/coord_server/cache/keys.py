@@ -16,9 +16,6 @@ class CacheKeys:
     def entry(self, key: str) -> str:
         return self._prefix + hash_tag(key)
 
-    def tombstone(self, key: str) -> str:
-        return self._prefix + hash_tag(key) + ":tomb"
-
     def both(self, key: str) -> tuple[str, str]:
         entry = self.entry(key)
         return entry, entry + ":tomb"

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..errors import CoordError
-from .hub import EventsFrame, Feed, Hub
+from .hub import EventsFrame, Feed, Hub, chunk_events
 from .store import EventsStore, PublishItem, StoredEvent
 from .topics import StreamId, format_id
 
@@ -145,7 +145,8 @@ class ConsumerSession:
             if delivered:
                 self.credit -= len(delivered)
                 self._held.update(e.id for e in delivered)
-                yield EventsFrame(delivered)
+                for chunk in chunk_events(delivered):  # claimed plus read: may exceed one reply's caps
+                    yield EventsFrame(chunk)
                 continue
             wait = max(0.0, self._next_sweep - time.monotonic()) if self.credit > 0 else None
             with contextlib.suppress(TimeoutError):

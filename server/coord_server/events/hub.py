@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import BackendUnavailable, CoordError, SubscriberTooSlow, invalid
 from ..redis import rpc_deadline
@@ -38,6 +39,39 @@ CATCH_UP_PAGE = 500
 LIVE_BATCH = 512
 MAX_FRAME_EVENTS = 256
 MAX_FRAME_BYTES = 1 << 20
+
+
+def chunk_events(events: list[StoredEvent]) -> list[list[StoredEvent]]:
+    """``events`` cut into replies within the caps of :func:`merge_events` (each at least one event)."""
+    chunks: list[list[StoredEvent]] = []
+    size = 0
+    for event in events:
+        if not chunks or len(chunks[-1]) >= MAX_FRAME_EVENTS or size >= MAX_FRAME_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(event)
+        size += len(event.data)
+    return chunks
+
+
+def merge_events(first: EventsFrame, buffer: deque[Any]) -> list[StoredEvent]:
+    """``first``'s events and those of the EventsFrames right behind it in ``buffer`` (taken from it),
+    up to MAX_FRAME_EVENTS events and about MAX_FRAME_BYTES of data: one reply, never one gRPC
+    would refuse to send."""
+    events = list(first.events)
+    size = sum(len(e.data) for e in events)
+    while (
+        buffer
+        and isinstance(buffer[0], EventsFrame)
+        and len(events) + len(buffer[0].events) <= MAX_FRAME_EVENTS
+        and size < MAX_FRAME_BYTES
+    ):
+        more = buffer.popleft()
+        events += more.events
+        size += sum(len(e.data) for e in more.events)
+    return events
+
+
 CLOCK_RESYNC = 5.0  # seconds between reads of the Redis clock
 SETTLE_TIMEOUT = 5.0  # longest a closing stream waits for its cancelled readers
 
@@ -370,14 +404,17 @@ class Subscription:
             self._deferred.extend(names)
             return
         for name in names:
+            # Names it already reads or does not match are not news: only a new topic can hit the cap
+            # (else every publish to a known topic would log the warning again).
+            if name in self.states or self._closed or not self._matches(name):
+                continue
             if len(self.states) >= self.spec.max_topics:
                 log.warning(
                     "a pattern subscription reached %d topics; ignoring %r", self.spec.max_topics, name
                 )
                 return
-            if name not in self.states and self._matches(name) and not self._closed:
-                self.states[name] = _TopicState(ZERO_ID, ZERO_ID)  # reserve; filled by _late_topic
-                self._spawn(self._late_topic(name))
+            self.states[name] = _TopicState(ZERO_ID, ZERO_ID)  # reserve; filled by _late_topic
+            self._spawn(self._late_topic(name))
 
     async def _late_topic(self, topic: str) -> None:
         after = await self._attach(topic, late=True)
@@ -542,18 +579,7 @@ class Subscription:
     def _next_frame(self) -> Frame:
         frame = self._buffer.popleft()
         if isinstance(frame, EventsFrame):
-            events = list(frame.events)
-            size = sum(len(e.data) for e in events)
-            while (
-                self._buffer
-                and isinstance(self._buffer[0], EventsFrame)
-                and len(events) + len(self._buffer[0].events) <= MAX_FRAME_EVENTS
-                and size < MAX_FRAME_BYTES
-            ):
-                more = self._buffer.popleft()
-                assert isinstance(more, EventsFrame)
-                events += more.events
-                size += sum(len(e.data) for e in more.events)
+            events = merge_events(frame, self._buffer)
             self._buffered_events -= len(events)
             self._room.set()
             for event in events:

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
 from .._grpc import rpc, stream_rpc
-from .._proto import duration_ms, timestamp_ms
+from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import CoordError, FailedPrecondition, invalid
 from ..validation import Limits
 from .consumer import ConsumerSession, ConsumeSpec, DeadLetteredFrame
@@ -239,7 +238,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 started=events_pb2.ConsumeStarted(
                     consumer=spec.consumer,
                     group_created=created,
-                    ack_timeout=_duration(spec.ack_timeout_ms),
+                    ack_timeout=duration_of_ms(spec.ack_timeout_ms),
                     max_deliveries=spec.max_deliveries,
                     dead_letter_topic=spec.dead_letter_topic,
                 )
@@ -348,7 +347,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             entries_added=position.entries_added or 0,
             last_removed_id=format_id(position.last_removed_id) if position.last_removed_id else "",
             retention=events_pb2.Retention(
-                max_length=retention.max_length, max_age=_duration(retention.max_age_ms)
+                max_length=retention.max_length, max_age=duration_of_ms(retention.max_age_ms)
             ),
             groups=[
                 events_pb2.GroupInfo(
@@ -435,12 +434,6 @@ def _not_started(message: str, field: str = "action") -> FailedPrecondition:
     )
 
 
-def _duration(millis: int) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromMilliseconds(millis)
-    return value
-
-
 def _published_pb(result: Published) -> events_pb2.PublishResponse:
     return events_pb2.PublishResponse(
         id=format_id(result.id), duplicate=result.duplicate, publish_time=timestamp_ms(result.id[0])
@@ -480,10 +473,10 @@ def _frame_pb(frame: Frame | VolatileGapFrame) -> events_pb2.SubscribeResponse:
     if isinstance(frame, ProgressFrame):
         return events_pb2.SubscribeResponse(progress=events_pb2.Progress(cursors=_cursors_pb(frame.cursors)))
     if isinstance(frame, SubscribedFrame):
-        opened = timestamp_pb2.Timestamp()
-        opened.FromMilliseconds(frame.open_ms)
         return events_pb2.SubscribeResponse(
-            subscribed=events_pb2.Subscribed(starts=_cursors_pb(frame.starts), open_time=opened)
+            subscribed=events_pb2.Subscribed(
+                starts=_cursors_pb(frame.starts), open_time=timestamp_ms(frame.open_ms)
+            )
         )
     assert isinstance(frame, GapFrame)
     return events_pb2.SubscribeResponse(

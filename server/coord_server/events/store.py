@@ -16,7 +16,7 @@ import redis.exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 
 from ..errors import BackendUnavailable, FailedPrecondition
-from ..redis import RedisBackend, ScriptArg, ScriptCall
+from ..redis import RedisBackend, ScriptArg, ScriptCall, text
 from ..scripts import ScriptSet
 from .keys import EventsKeys
 from .topics import ZERO_ID, StreamId, format_id, parse_id
@@ -127,7 +127,7 @@ class EventsStore:
         replies = await self._redis.run_many([*(self._publish_call(i) for i in items), register])
         results = []
         for item, reply in zip(items, replies, strict=False):
-            stream_id = parse_id(_text(reply[0]))
+            stream_id = parse_id(text(reply[0]))
             assert stream_id is not None
             results.append(Published(item.topic, stream_id, bool(int(reply[1]))))
         return results
@@ -163,7 +163,7 @@ class EventsStore:
         )
         if not message or message.get("type") != "message":
             return None
-        return _text(message["channel"]), bytes(message["data"])
+        return text(message["channel"]), bytes(message["data"])
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -176,12 +176,12 @@ class EventsStore:
             raise
         first = info.get("first-entry")
         removed = info.get("max-deleted-entry-id")
-        removed_id = parse_id(_text(removed)) if removed is not None else None
+        removed_id = parse_id(text(removed)) if removed is not None else None
         return StreamPosition(
             exists=True,
             length=int(info["length"]),
-            first_id=parse_id(_text(first[0])) if first else None,
-            last_id=parse_id(_text(info["last-generated-id"])) or ZERO_ID,
+            first_id=parse_id(text(first[0])) if first else None,
+            last_id=parse_id(text(info["last-generated-id"])) or ZERO_ID,
             last_removed_id=removed_id if removed_id != ZERO_ID else None,
             entries_added=int(info["entries-added"]) if "entries-added" in info else None,
         )
@@ -233,7 +233,7 @@ class EventsStore:
             raw = await self._redis.bounded(self._redis.client.zrangebylex(registry, low, high, 0, want))
             if not raw:
                 break
-            page = [_text(n) for n in raw]
+            page = [text(n) for n in raw]
             alive = await self._alive(page)
             dead = [n for n, ok in zip(page, alive, strict=True) if not ok]
             if dead:
@@ -274,10 +274,10 @@ class EventsStore:
             raise
         return [
             GroupState(
-                name=_text(g["name"]),
+                name=text(g["name"]),
                 consumers=int(g["consumers"]),
                 pending=int(g["pending"]),
-                last_delivered_id=parse_id(_text(g["last-delivered-id"])) or ZERO_ID,
+                last_delivered_id=parse_id(text(g["last-delivered-id"])) or ZERO_ID,
                 lag=int(g["lag"]) if g.get("lag") is not None else None,
             )
             for g in raw
@@ -360,16 +360,12 @@ def decode_volatile(topic: str, message: bytes) -> StoredEvent | None:
     return StoredEvent(topic, ZERO_ID, data, str(meta.get("ct", "")), dict(meta.get("h", {})), 0, int(number))
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 def _event(topic: str, raw_id: Any, fields: Mapping[bytes, bytes], delivery_count: int = 0) -> StoredEvent:
-    stream_id = parse_id(_text(raw_id))
+    stream_id = parse_id(text(raw_id))
     assert stream_id is not None
     headers = {
         k[len(_HEADER) :].decode("utf-8", "replace"): v.decode("utf-8", "replace")

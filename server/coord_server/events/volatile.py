@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import BackendUnavailable, CoordError
 from ..redis import rpc_deadline
-from .hub import EventsFrame, Frame, Hub, ProgressFrame, SubscribedFrame
+from .hub import EventsFrame, Frame, Hub, ProgressFrame, SubscribedFrame, merge_events
 from .store import StoredEvent, decode_volatile
 from .topics import ZERO_ID
 
@@ -134,7 +134,6 @@ class VolatileSubscription:
     _last: dict[str, int] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _error: CoordError | None = None
-    _stopping: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self.open_ms = await self.hub.hub.redis_now_ms()
@@ -177,11 +176,7 @@ class VolatileSubscription:
                     continue
             frame = self._buffer.popleft()
             if isinstance(frame, EventsFrame):
-                events = list(frame.events)
-                while self._buffer and isinstance(self._buffer[0], EventsFrame) and len(events) < 256:
-                    more = self._buffer.popleft()
-                    assert isinstance(more, EventsFrame)
-                    events += more.events
+                events = merge_events(frame, self._buffer)
                 self._buffered -= len(events)
                 frame = EventsFrame(events)
             yield frame

@@ -14,7 +14,7 @@ from google.protobuf import duration_pb2
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
 from .._grpc import rpc
-from .._proto import duration_ms, timestamp_ms
+from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import BackendUnavailable, invalid
 from ..validation import Limits
 from .store import (
@@ -88,7 +88,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         return lock_pb2.ExtendResponse(
             outcome=outcome,
             expire_time=timestamp_ms(result.expire_ms),
-            valid_for=_duration(result.valid_for_ms),
+            valid_for=duration_of_ms(result.valid_for_ms),
             fencing_token=result.fencing_token,
         )
 
@@ -237,7 +237,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
                     lock_pb2.HoldResponse(
                         renewed=lock_pb2.HoldRenewed(
                             expire_time=timestamp_ms(result.expire_ms),
-                            valid_for=_duration(result.valid_for_ms),
+                            valid_for=duration_of_ms(result.valid_for_ms),
                             fencing_token=result.fencing_token,
                         )
                     )
@@ -309,19 +309,13 @@ def _token(field: str, token: str) -> str:
     return token
 
 
-def _duration(millis: int) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromMilliseconds(millis)
-    return value
-
-
 def _holder_pb(holder: Holder) -> lock_pb2.Holder:
     return lock_pb2.Holder(
         owner=holder.owner,
         mode=_MODE_OUT[holder.mode],
         fencing_token=holder.fencing_token,
         expire_time=timestamp_ms(holder.expire_ms),
-        remaining=_duration(holder.remaining_ms),
+        remaining=duration_of_ms(holder.remaining_ms),
         limit=holder.limit,
     )
 
@@ -332,7 +326,7 @@ def _grant_pb(grant: Grant) -> lock_pb2.Grant:
         lock_token=grant.lock_token,
         fencing_token=grant.fencing_token,
         expire_time=timestamp_ms(grant.expire_ms),
-        valid_for=_duration(grant.valid_for_ms),
+        valid_for=duration_of_ms(grant.valid_for_ms),
         mode=_MODE_OUT[grant.mode],
     )
 

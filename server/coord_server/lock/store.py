@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ..redis import RedisBackend, ScriptArg, rpc_deadline
+from ..redis import RedisBackend, ScriptArg, rpc_deadline, text
 from ..scripts import Script, ScriptSet
 from .keys import LockKeys
 from .waiters import Waiters
@@ -153,7 +153,9 @@ class LockStore:
         lib = scripts["_lib"].source
         # Every script is the shared prelude followed by its own file (see _lib.lua).
         compose = {
-            name: Script.from_source(name, lib + "\n" + scripts[name].source) for name in scripts.names()
+            name: Script.from_source(name, lib + "\n" + scripts[name].source)
+            for name in scripts.names()
+            if name != "_lib"
         }
         self._acquire = compose["acquire"]
         self._release = compose["release"]
@@ -254,12 +256,12 @@ class LockStore:
     async def release(self, name: str, token: str) -> ReleaseOutcome:
         reply = await self._run(self._release, name, [token])
         await self.waiters.notify(reply[1])
-        return ReleaseOutcome(_text(reply[0]))
+        return ReleaseOutcome(text(reply[0]))
 
     async def extend(self, name: str, token: str, ttl_ms: int, resume: bool = False) -> ExtendResult:
         reply = await self._run(self._extend, name, [token, ttl_ms, 1 if resume else 0])
         await self.waiters.notify(reply[4])
-        outcome = ExtendOutcome(_text(reply[0]))
+        outcome = ExtendOutcome(text(reply[0]))
         if not outcome.holds:
             return ExtendResult(outcome)
         expire_ms = int(reply[2])
@@ -287,14 +289,10 @@ def _deadline_left() -> float:
 
 
 def _holder(row: Any, now_ms: int) -> Holder:
-    record, expiry = _text(row[0]), int(float(_text(row[1])))
+    record, expiry = text(row[0]), int(float(text(row[1])))
     # record: "state|mode|limit|fence|owner" (the owner may itself contain "|").
     parts = record.split("|", 4)
     if len(parts) < 5:
         return Holder("", Mode.EXCLUSIVE, 0, 0, expiry, max(0, expiry - now_ms))
     _, mode, limit, fence, owner = parts
     return Holder(owner, Mode(mode), int(limit), int(fence), expiry, max(0, expiry - now_ms))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CoordError
-from ..redis import RedisBackend, ScriptCall
+from ..redis import RedisBackend, ScriptCall, text
 from ..scripts import Script
 from .keys import LockKeys
 
@@ -81,10 +81,6 @@ class Waiters:
         self._idle_stop: asyncio.TimerHandle | None = None
         redis.on_close(self.close)
 
-    @property
-    def count(self) -> int:
-        return len(self._waiters)
-
     @contextlib.asynccontextmanager
     async def waiting(self, name: str) -> AsyncIterator[Waiter]:
         """Register a waiter for the block; the subscription is live before the block starts."""
@@ -128,7 +124,7 @@ class Waiters:
         """Wake the waiters of a script's flat ``{server, waiter id, ...}`` list; never raises."""
         remote: dict[str, list[str]] = defaultdict(list)
         for i in range(0, len(wake) - 1, 2):
-            server, wid = _text(wake[i]), _text(wake[i + 1])
+            server, wid = text(wake[i]), text(wake[i + 1])
             if server == self.server_id:
                 self.wake(wid)
             else:
@@ -167,7 +163,7 @@ class Waiters:
                     wait = max(0.0, next_beat - time.monotonic())
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                     if message is not None and message["type"] == "message":
-                        for wid in _text(message["data"]).split():
+                        for wid in text(message["data"]).split():
                             self.wake(wid)
                     if time.monotonic() >= next_beat:
                         await self._beat()
@@ -202,9 +198,5 @@ class Waiters:
             return
         for reply in replies:
             for wid in reply[0]:  # dropped from the queue (this server stalled): re-queue at the tail
-                self.wake(_text(wid))
+                self.wake(text(wid))
             await self.notify(reply[1])
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FailedPrecondition, FieldViolation, LimitReached, OutOfRange, TooLarge
-from ..redis import RedisBackend, ScriptArg
+from ..redis import RedisBackend, ScriptArg, text
 from ..scripts import ScriptSet
 from .keys import (
     BUCKETS,
@@ -198,7 +198,7 @@ class SessionStore:
                     client=new.client,
                     attributes=dict(new.attributes),
                 )
-                return Created(token, view, tuple(_text(e) for e in reply[2]))
+                return Created(token, view, tuple(text(e) for e in reply[2]))
             if code == 0:
                 active = int(reply[1])
                 raise LimitReached(
@@ -225,7 +225,7 @@ class SessionStore:
         if int(reply[0]) == 0:
             return Invalid(InvalidReason(int(reply[1])))
         attrs = reply[10]
-        attributes = {_text(attrs[i]): bytes(attrs[i + 1]) for i in range(0, len(attrs), 2)}
+        attributes = {text(attrs[i]): bytes(attrs[i + 1]) for i in range(0, len(attrs), 2)}
         return _view(token.session_id, reply[1:10], attributes)
 
     async def update(self, token: ParsedToken, changes: AttributeChanges) -> Updated | Conflict | Invalid:
@@ -250,21 +250,21 @@ class SessionStore:
         if code == 1:
             pairs = reply[2]
             return Updated(
-                int(reply[1]), {_text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+                int(reply[1]), {text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
             )
         if code == 0:
             return Invalid(InvalidReason(int(reply[1])))
         if code == 2:
             return Conflict(int(reply[1]))
         if code == -1:
-            name = _text(reply[1])
+            name = text(reply[1])
             raise FailedPrecondition(
                 f"attribute {name!r} does not hold a decimal integer; it cannot be incremented",
                 reason="VALUE_NOT_INTEGER",
                 metadata={"field": f"increment[{name}]", "attribute": name},
             )
         if code == -2:
-            name = _text(reply[1])
+            name = text(reply[1])
             raise OutOfRange(
                 f"incrementing attribute {name!r} would leave the range +/-(2^53 - 1)",
                 reason="INTEGER_OVERFLOW",
@@ -293,7 +293,7 @@ class SessionStore:
         reply = await self._redis.run(self._revoke, keys, args)
         if not int(reply[0]):
             return False
-        subject = _text(reply[1])
+        subject = text(reply[1])
         if subject:
             # Tidy the subject index now rather than at its next read; idempotent, same bucket.
             index = [keys[2], self._keys.subject(bucket, subject)]
@@ -316,7 +316,7 @@ class SessionStore:
             "" if after is None else after.session_id,
         ]
         reply = await self._redis.run(self._list, keys, args)
-        sessions = [_view(_text(row[0]), row[1:10], {}) for row in reply[1]]
+        sessions = [_view(text(row[0]), row[1:10], {}) for row in reply[1]]
         if int(reply[0]) == 1 and sessions:
             last = sessions[-1]
             return Page(sessions, Cursor(last.created_ms, last.session_id))
@@ -333,20 +333,16 @@ def attributes_too_large(field_path: str, actual: int, limit: int) -> TooLarge:
     )
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-
-
 def _view(session_id: str, row: Sequence[Any], attributes: Mapping[str, bytes]) -> SessionView:
     """``row``: subject, version, created, last, idle ms, absolute at, ip, user agent, label."""
     return SessionView(
         session_id=session_id,
-        subject=_text(row[0]),
+        subject=text(row[0]),
         version=int(row[1]),
         created_ms=int(row[2]),
         last_active_ms=int(row[3]),
         idle_ms=int(row[4]),
         absolute_expire_ms=int(row[5]),
-        client=ClientInfo(_text(row[6]), _text(row[7]), _text(row[8])),
+        client=ClientInfo(text(row[6]), text(row[7]), text(row[8])),
         attributes=attributes,
     )
