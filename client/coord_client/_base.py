@@ -189,7 +189,8 @@ class Transport:
         self.channel = channel
         self.timeout = timeout
         self.retry = retry
-        self._metadata = tuple(metadata) or None
+        # Sent with every call, streams included (the service modules open those themselves).
+        self.metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
 
     def policy(self, method: str) -> RetryPolicy | None:
         return _policy(method, self.retry)
@@ -205,7 +206,7 @@ class Transport:
         attempts = _Attempts(method, self.timeout if timeout is None else timeout, self.policy(method))
         while True:
             try:
-                return callable_(request, timeout=attempts.start_attempt(), metadata=self._metadata)
+                return callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.RpcError as exc:
                 error = from_grpc_error(exc)
                 cause: BaseException = exc
@@ -232,7 +233,8 @@ class AsyncTransport:
         self.channel = channel
         self.timeout = timeout
         self.retry = retry
-        self._metadata = tuple(metadata) or None
+        # Sent with every call, streams included (the service modules open those themselves).
+        self.metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
 
     def policy(self, method: str) -> RetryPolicy | None:
         return _policy(method, self.retry)
@@ -248,7 +250,7 @@ class AsyncTransport:
         attempts = _Attempts(method, self.timeout if timeout is None else timeout, self.policy(method))
         while True:
             try:
-                return await callable_(request, timeout=attempts.start_attempt(), metadata=self._metadata)
+                return await callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 cause: BaseException = exc

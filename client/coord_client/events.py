@@ -455,7 +455,7 @@ class EventsAPI:
         the topics' volatile (Pub/Sub) events instead: live only, numbered, losses reported to ``on_gap``.
         """
         return Subscription(
-            self._stub, _Cursors(topics, start, after, heartbeat, volatile), on_gap, _metadata(self._t)
+            self._stub, _Cursors(topics, start, after, heartbeat, volatile), on_gap, self._t.metadata
         )
 
     def get_topic(self, topic: str, *, timeout: float | None = None) -> TopicInfo:
@@ -511,7 +511,7 @@ class EventsAPI:
                 while (item := q.get()) is not None:
                     yield item
 
-            call = self._stub.Consume(feed(), metadata=_metadata(self._t))
+            call = self._stub.Consume(feed(), metadata=self._t.metadata)
             watcher = threading.Thread(target=_close_when, args=(stop, call, requests), daemon=True)
             watcher.start()
             try:
@@ -534,10 +534,6 @@ class EventsAPI:
             finally:
                 requests.put(None)
             time.sleep(backoff.next())
-
-
-def _metadata(transport: Transport | AsyncTransport) -> Any:
-    return getattr(transport, "_metadata", None)
 
 
 def _close_when(stop: threading.Event, call: Any, requests: queue.Queue[Any]) -> None:
@@ -724,7 +720,7 @@ class AsyncEventsAPI:
     ) -> AsyncSubscription:
         """As :meth:`EventsAPI.subscribe`, for ``async for``."""
         return AsyncSubscription(
-            self._stub, _Cursors(topics, start, after, heartbeat, volatile), on_gap, _metadata(self._t)
+            self._stub, _Cursors(topics, start, after, heartbeat, volatile), on_gap, self._t.metadata
         )
 
     async def get_topic(self, topic: str, *, timeout: float | None = None) -> TopicInfo:
@@ -770,7 +766,7 @@ class AsyncEventsAPI:
         )
         backoff = _Backoff()
         while True:
-            call = self._stub.Consume(None, metadata=_metadata(self._t))
+            call = self._stub.Consume(None, metadata=self._t.metadata)
             try:
                 await call.write(start)
                 async for frame in call:

@@ -399,12 +399,6 @@ def _call_timeout(transport: Transport | AsyncTransport, timeout: float | None, 
     return timeout if timeout is not None else transport.timeout + wait_s
 
 
-def _metadata(transport: Transport | AsyncTransport) -> tuple[tuple[str, str], ...] | None:
-    # Streams are sent here, not through Transport.call, but carry the client's metadata all the same.
-    metadata: tuple[tuple[str, str], ...] | None = getattr(transport, "_metadata", None)
-    return metadata
-
-
 # ---------------------------------------------------------------- the lease of a Hold stream
 
 
@@ -554,7 +548,7 @@ class Hold:
             raise RuntimeError("a Hold can be entered only once; call hold() again")
         self._requests.put(lock_pb2.HoldRequest(acquire=self._request))
         anchor = time.monotonic()
-        self._call = self._api._stub.Hold(iter(self._requests.get, None), metadata=_metadata(self._api._t))
+        self._call = self._api._stub.Hold(iter(self._requests.get, None), metadata=self._api._t.metadata)
         # The server bounds the wait; this bounds a server that never answers.
         expired = threading.Event()
 
@@ -722,7 +716,7 @@ class AsyncHold:
     async def __aenter__(self) -> AsyncLease:
         if self._call is not None:
             raise RuntimeError("a Hold can be entered only once; call hold() again")
-        self._call = self._api._stub.Hold(None, metadata=_metadata(self._api._t))
+        self._call = self._api._stub.Hold(None, metadata=self._api._t.metadata)
         anchor = time.monotonic()
         try:
             await self._call.write(lock_pb2.HoldRequest(acquire=self._request))

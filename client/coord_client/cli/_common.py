@@ -151,3 +151,8 @@ class Output:
             print(json.dumps({"error": {"code": "USAGE", "message": line}}), file=self.stderr)
         else:
             print(f"coordctl: {line}", file=self.stderr)
+
+
+def token_arg(text: str) -> str:
+    """A secret token argument; ``-`` reads it from stdin instead (so it stays out of ``ps``)."""
+    return sys.stdin.readline().strip() if text == "-" else text

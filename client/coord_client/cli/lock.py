@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from typing import Any
 
 from ..client import Client
 from ..lock import AcquireResult, Grant, Holder, LockInfo, LockLost, LockNotAcquired, Mode
-from ._common import Exit, Output, duration, positive_int, time_text
+from ._common import Exit, Output, duration, positive_int, time_text, token_arg
 
 
 def register(subparsers: Any) -> None:
@@ -75,10 +74,6 @@ def _lock_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=[m.value for m in Mode], help="default: shared with --limit")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="most shared holders (a semaphore)")
     parser.add_argument("--owner", default="", metavar="LABEL", help="a label shown by describe")
-
-
-def _token(text: str) -> str:
-    return sys.stdin.readline().strip() if text == "-" else text
 
 
 def _holder_json(holder: Holder) -> dict[str, Any]:
@@ -139,14 +134,14 @@ def _acquire(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def _release(client: Client, args: argparse.Namespace, out: Output) -> int:
-    result = client.lock.release(args.name, _token(args.token))
+    result = client.lock.release(args.name, token_arg(args.token))
     out.result({"name": args.name, "outcome": result.outcome.value, "released": result.released}, None)
     out.note(f"{args.name}: {result.outcome.value.replace('_', ' ')}")
     return Exit.OK if result.released else Exit.NOT_MET
 
 
 def _extend(client: Client, args: argparse.Namespace, out: Output) -> int:
-    result = client.lock.extend(args.name, _token(args.token), args.ttl, resume=args.resume)
+    result = client.lock.extend(args.name, token_arg(args.token), args.ttl, resume=args.resume)
     data: dict[str, Any] = {"name": args.name, "outcome": result.outcome.value, "held": result.held}
     if not result.held:
         out.result(data, None)

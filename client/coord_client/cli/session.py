@@ -10,12 +10,11 @@ coordctl session revoke-all user:42 --except 0a3Xyz...
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..client import Client
 from ..session import LIMIT_POLICIES, Session
-from ._common import Exit, Output, duration, positive_int, time_text, value_json, value_text
+from ._common import Exit, Output, duration, positive_int, time_text, token_arg, value_json, value_text
 
 
 def register(subparsers: Any) -> None:
@@ -64,10 +63,6 @@ def register(subparsers: Any) -> None:
         "--except", dest="keep", default="", metavar="SESSION_ID", help="a session to keep"
     )
     revoke_all.set_defaults(handler=_revoke_all)
-
-
-def _token(text: str) -> str:
-    return sys.stdin.readline().strip() if text == "-" else text
 
 
 def _attributes(pairs: list[str]) -> dict[str, bytes]:
@@ -127,7 +122,7 @@ def _create(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def _validate(client: Client, args: argparse.Namespace, out: Output) -> int:
     names: list[str] | str = "*" if "*" in args.attr else args.attr
-    result = client.session.validate(_token(args.token), touch=args.touch, attributes=names)
+    result = client.session.validate(token_arg(args.token), touch=args.touch, attributes=names)
     if result.session is None:
         out.result({"valid": False, "reason": result.reason}, None)
         out.note(f"invalid: {result.reason}")
@@ -153,7 +148,7 @@ def _revoke(client: Client, args: argparse.Namespace, out: Output) -> int:
     if args.session_id:
         revoked = client.session.revoke(session_id=args.session_id)
     else:
-        revoked = client.session.revoke(_token(args.token))
+        revoked = client.session.revoke(token_arg(args.token))
     out.result({"revoked": revoked}, "revoked" if revoked else None)
     if not revoked:
         out.note("no live session to revoke")
