@@ -9,11 +9,14 @@ length cap) to a stream, with no retention by age.
 ``events.fanout.<N>``: an operation publishes one 100-byte event and ends when every one of the N
 subscribers has received it; K operations run at once (closed loop). Coord: unary Publish, N
 Subscribe streams (START_POSITION_LATEST) over one channel. Baseline: redis-py asyncio ``PUBLISH`` to
-a channel that N redis-py ``PubSub`` connections listen on. Both sides' subscribers live in the bench
-process. Each event carries the time it was published (``time.perf_counter_ns`` of this process), so
-every delivery also gives an end-to-end latency, from just before the publish call to the moment the
-subscriber has the event. Pub/Sub keeps nothing and drops messages for a slow or disconnected
-subscriber; Coord's events are stored in a Redis stream, carry ids and cursors, and survive a reconnect.
+a channel that N redis-py ``PubSub`` connections listen on. A third side is the gRPC stream fan-out
+floor: a bare ``grpc.aio`` server whose unary ``Post`` hands the event's bytes to N open server
+streams (no protobuf, no Redis, nothing stored), the most any Coord server process could deliver
+over gRPC. Every side's subscribers live in the bench process. Each event carries the time it was
+published (``time.perf_counter_ns`` of this process), so every delivery also gives an end-to-end
+latency, from just before the publish call to the moment the subscriber has the event. Pub/Sub
+keeps nothing and drops messages for a slow or disconnected subscriber; Coord's events are stored in
+a Redis stream, carry ids and cursors, and survive a reconnect.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import grpc
 import redis.asyncio as aioredis
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
 from ._harness import Benchmark, Env, Row, Side, compare, progress, sample_rows
+from .floor import FANOUT_FLOOR_NAME, POST_METHOD, WATCH_METHOD
 
 FANOUT = (1, 10, 100)
 PAYLOAD = b"e" * 84  # plus an 8-byte sequence number and an 8-byte send time: 100 bytes
@@ -73,6 +79,14 @@ class _FanIn:
         return latencies
 
 
+async def _hang_up(calls: list[Any], tasks: list[asyncio.Task[None]]) -> None:
+    for call in calls:
+        call.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @contextlib.asynccontextmanager
 async def _coord_subscribers(env: Env, topic: str, fan: _FanIn) -> AsyncIterator[None]:
     stub = events_pb2_grpc.EventsServiceStub(env.coord)
@@ -97,11 +111,27 @@ async def _coord_subscribers(env: Env, topic: str, fan: _FanIn) -> AsyncIterator
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
         yield
     finally:
+        await _hang_up(calls, tasks)
+
+
+@contextlib.asynccontextmanager
+async def _floor_subscribers(env: Env, fan: _FanIn) -> AsyncIterator[None]:
+    watch = env.floor.unary_stream(WATCH_METHOD, None, None)
+    calls = [watch(b"") for _ in range(fan.subscribers)]
+    tasks: list[asyncio.Task[None]] = []
+
+    async def listen(call: Any) -> None:
+        # read() throughout: a call read once with read() refuses ``async for``.
+        while (data := await call.read()) is not grpc.aio.EOF:
+            fan.delivered(data)
+
+    try:
         for call in calls:
-            call.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            assert await call.read() == b"ready"
+        tasks += [asyncio.create_task(listen(call)) for call in calls]
+        yield
+    finally:
+        await _hang_up(calls, tasks)
 
 
 @contextlib.asynccontextmanager
@@ -155,7 +185,8 @@ def _fanout(subscribers: int) -> Callable[[Env], Awaitable[list[Row]]]:
     async def bench_fanout(env: Env) -> list[Row]:
         stub = events_pb2_grpc.EventsServiceStub(env.coord)
         numbers = itertools.count(1)
-        coord_fan, redis_fan = _FanIn(subscribers), _FanIn(subscribers)
+        coord_fan, redis_fan, floor_fan = _FanIn(subscribers), _FanIn(subscribers), _FanIn(subscribers)
+        post = env.floor.unary_unary(POST_METHOD, None, None)
         topic = f"bench.fanout.{subscribers}"
 
         async def coord(_: int) -> None:
@@ -170,12 +201,25 @@ def _fanout(subscribers: int) -> Callable[[Env], Awaitable[list[Row]]]:
             await env.redis.publish(topic, _event(number))
             await done
 
-        async with _coord_subscribers(env, topic, coord_fan), _redis_subscribers(env, topic, redis_fan):
+        async def floor(_: int) -> None:
+            number = next(numbers)
+            done = floor_fan.expect(number)
+            await post(_event(number))
+            await done
+
+        async with (
+            _coord_subscribers(env, topic, coord_fan),
+            _redis_subscribers(env, topic, redis_fan),
+            _floor_subscribers(env, floor_fan),
+        ):
             rows = await compare(
                 env,
                 f"events fan-out to {subscribers} (events/s)",
                 Side("Coord", coord, env.coord_pid, env.redis_pid, coord_fan.drain),
-                [Side("redis-py Pub/Sub", pubsub, env.redis_pid, env.redis_pid, redis_fan.drain)],
+                [
+                    Side("redis-py Pub/Sub", pubsub, env.redis_pid, env.redis_pid, redis_fan.drain),
+                    Side(FANOUT_FLOOR_NAME, floor, env.floor_pid, None, floor_fan.drain),
+                ],
             )
         plural = "s" if subscribers > 1 else ""
         latency = sample_rows(rows, f"events end-to-end latency, {subscribers} subscriber{plural}")
@@ -183,7 +227,7 @@ def _fanout(subscribers: int) -> Callable[[Env], Awaitable[list[Row]]]:
             assert row.coord_stats is not None and row.baseline_stats is not None
             progress(
                 f"events latency to {subscribers} c={row.concurrency}: Coord p50/p99 "
-                f"{row.coord_stats.p50_ms:.2f}/{row.coord_stats.p99_ms:.2f} ms, Pub/Sub "
+                f"{row.coord_stats.p50_ms:.2f}/{row.coord_stats.p99_ms:.2f} ms, {row.baseline_name} "
                 f"{row.baseline_stats.p50_ms:.2f}/{row.baseline_stats.p99_ms:.2f} ms"
             )
         return rows + latency

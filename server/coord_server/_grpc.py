@@ -14,11 +14,13 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -261,3 +263,47 @@ __all__ = [
     "stream_rpc",
     "to_status",
 ]
+
+
+_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_service(
+    server: grpc.aio.Server,
+    servicer: object,
+    service: ServiceDescriptor,
+    *,
+    preencoded: Collection[str] = (),
+) -> None:
+    """Register ``servicer`` for ``service`` as the generated ``add_…_to_server`` does, except that the
+    methods named in ``preencoded`` may also yield ``bytes``: a reply already serialized, sent as is.
+
+    A server stream that sends one message to many subscribers encodes it once, not once per stream.
+    """
+    handlers = {}
+    for method in service.methods:
+        request = GetMessageClass(method.input_type)
+        encode: Callable[[Any], bytes] = GetMessageClass(method.output_type).SerializeToString
+        if method.name in preencoded:
+            encode = _bytes_or(encode)
+        kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=encode,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    # As the generated code does: registered methods skip the generic lookup per call (not in the stubs).
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
+
+
+def _bytes_or(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def serialize(message: Any) -> bytes:
+        return message if type(message) is bytes else encode(message)
+
+    return serialize

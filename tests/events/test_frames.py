@@ -3,6 +3,8 @@ whichever path (durable, volatile, consumer group) assembled it: a bigger one gR
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 from typing import Any
 
@@ -11,11 +13,14 @@ from coord_server.events.hub import (
     MAX_FRAME_EVENTS,
     EventsFrame,
     ProgressFrame,
+    Wake,
     chunk_events,
     merge_events,
 )
 from coord_server.events.store import StoredEvent
 from coord_server.events.topics import ZERO_ID
+
+from .helpers import EARLIEST, publish_many, subscribe
 
 
 def event(size: int) -> StoredEvent:
@@ -43,3 +48,66 @@ def test_chunks_respect_both_caps_and_keep_every_event_in_order() -> None:
     assert all(len(c) <= MAX_FRAME_EVENTS for c in chunks)
     assert all(sum(len(e.data) for e in c[:-1]) < MAX_FRAME_BYTES for c in chunks)
     assert len(chunks[0]) == 2
+    small = [event(1) for _ in range(3)]
+    assert chunk_events(small)[0] is small  # fits one reply: the same list, shared, not a copy
+
+
+def test_an_unmerged_batch_is_the_shared_list_and_merging_never_changes_it() -> None:
+    # The feed hands one list to every subscriber; a reply built from it must neither copy it
+    # needlessly (it is encoded once for all) nor grow it for the other subscribers.
+    shared = [event(1), event(1)]
+    alone: deque[Any] = deque([ProgressFrame([])])
+    assert merge_events(EventsFrame(shared), alone) is shared
+    behind: deque[Any] = deque([EventsFrame([event(2)])])
+    merged = merge_events(EventsFrame(shared), behind)
+    assert len(merged) == 3 and len(shared) == 2 and not behind
+
+
+def test_a_catch_up_page_bigger_than_one_reply_arrives_split_and_in_order(stub) -> None:  # type: ignore[no-untyped-def]
+    ids = publish_many(stub, "frames.big", [b"%d" % i for i in range(MAX_FRAME_EVENTS + 100)])
+    stream = subscribe(stub, "frames.big", start=EARLIEST)  # one XRANGE page holds them all
+    sizes: list[int] = []
+    got: list[str] = []
+    while len(got) < len(ids):
+        frame = stream.next_of("events")
+        sizes.append(len(frame.events))
+        got += [e.id for e in frame.events]
+    assert got == ids
+    assert max(sizes) <= MAX_FRAME_EVENTS
+    stream.cancel()
+
+
+def test_wake_returns_when_set_or_when_its_time_is_up() -> None:
+    async def scenario() -> None:
+        wake = Wake()
+        started = time.monotonic()
+        await wake.wait(0.05)  # nobody sets it
+        assert time.monotonic() - started >= 0.04
+        asyncio.get_running_loop().call_later(0.01, wake.set)
+        started = time.monotonic()
+        await wake.wait(10)
+        assert time.monotonic() - started < 5
+        await asyncio.wait_for(wake.wait(10), 1)  # still set: returns at once
+        wake.clear()
+        waiting = asyncio.ensure_future(wake.wait(10))
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        wake.set()
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_shared_by_subscribers_is_encoded_once_and_decodes_as_built() -> None:
+    from coord.events.v1 import events_pb2
+    from coord_server.events.servicer import _EncodedBatches, _frame_pb
+
+    encoded = _EncodedBatches()
+    shared = [StoredEvent("t", (5, 1), b"payload", "text/plain", {"k": "v"})]
+    first = encoded.frame(EventsFrame(shared))
+    assert isinstance(first, bytes)
+    assert encoded.frame(EventsFrame(shared)) is first  # the next subscriber: no second encoding
+    assert events_pb2.SubscribeResponse.FromString(first) == _frame_pb(EventsFrame(shared))
+    copy = list(shared)
+    assert encoded.frame(EventsFrame(copy)) is not first  # another list is another batch
+    assert not isinstance(encoded.frame(ProgressFrame([])), bytes)

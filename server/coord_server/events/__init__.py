@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from coord.events.v1 import events_pb2, events_pb2_grpc
+from coord.events.v1 import events_pb2
 
+from .._grpc import add_service
 from ..config import Settings
 from ..redis import RedisBackend
 from ..scripts import ScriptSet
@@ -15,7 +16,8 @@ from .keys import EventsKeys
 from .servicer import EventsServicer
 from .store import EventsStore, Retention
 
-SERVICE_NAME: str = events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
+SERVICE = events_pb2.DESCRIPTOR.services_by_name["EventsService"]
+SERVICE_NAME: str = SERVICE.full_name
 
 
 def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settings) -> str:
@@ -44,5 +46,6 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
         ack_timeout_ms=round(settings.events_ack_timeout * 1000),
         max_deliveries=settings.events_max_deliveries,
     )
-    events_pb2_grpc.add_EventsServiceServicer_to_server(servicer, server)
+    # Subscribe may yield a batch of events already encoded (shared by every subscriber of the batch).
+    add_service(server, servicer, SERVICE, preencoded={"Subscribe"})
     return SERVICE_NAME

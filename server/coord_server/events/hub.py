@@ -18,7 +18,6 @@ Nothing here imports gRPC: the servicer turns frames into protobuf messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -42,7 +41,8 @@ MAX_FRAME_BYTES = 1 << 20
 
 
 def chunk_events(events: list[StoredEvent]) -> list[list[StoredEvent]]:
-    """``events`` cut into replies within the caps of :func:`merge_events` (each at least one event)."""
+    """``events`` cut into replies within the caps of :func:`merge_events` (each at least one event);
+    ``[events]`` itself, not a copy, when it fits in one."""
     chunks: list[list[StoredEvent]] = []
     size = 0
     for event in events:
@@ -51,25 +51,69 @@ def chunk_events(events: list[StoredEvent]) -> list[list[StoredEvent]]:
             size = 0
         chunks[-1].append(event)
         size += len(event.data)
-    return chunks
+    return [events] if len(chunks) == 1 else chunks
 
 
 def merge_events(first: EventsFrame, buffer: deque[Any]) -> list[StoredEvent]:
     """``first``'s events and those of the EventsFrames right behind it in ``buffer`` (taken from it),
     up to MAX_FRAME_EVENTS events and about MAX_FRAME_BYTES of data: one reply, never one gRPC
     would refuse to send."""
-    events = list(first.events)
-    size = sum(len(e.data) for e in events)
+    events = first.events
+    size = -1
     while (
         buffer
         and isinstance(buffer[0], EventsFrame)
         and len(events) + len(buffer[0].events) <= MAX_FRAME_EVENTS
-        and size < MAX_FRAME_BYTES
     ):
+        if size < 0:
+            size = sum(len(e.data) for e in events)
+        if size >= MAX_FRAME_BYTES:
+            break
         more = buffer.popleft()
-        events += more.events
+        # A copy only when merging: an unmerged batch stays the very list the feed handed to every
+        # subscriber, which the transport then encodes once for all of them.
+        events = events + more.events
         size += sum(len(e.data) for e in more.events)
     return events
+
+
+class Wake:
+    """A flag one task sleeps on with a timeout: an ``asyncio.Event`` without the task that
+    ``asyncio.wait_for`` makes per timed wait or the loop lookup per wait (a ``getpid`` system call
+    on Python 3.11). A subscriber sleeps on it once per frame it sends. Make it inside the loop."""
+
+    __slots__ = ("_loop", "_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, seconds: float) -> None:
+        """Return when set (at once if it is) or after ``seconds``, whichever comes first."""
+        if self._set:
+            return
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(seconds, _release, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 CLOCK_RESYNC = 5.0  # seconds between reads of the Redis clock
@@ -151,10 +195,12 @@ class Feed:
             self._fail(BackendUnavailable("the topic reader failed; resume from your cursors"))
 
     def _dispatch(self, events: list[StoredEvent]) -> None:
-        # One synchronous step: every joined subscriber gets the batch before the cursor moves.
-        for subscriber in list(self.subscribers):
-            if not subscriber.offer(self.topic, events):
-                self.subscribers.discard(subscriber)
+        # One synchronous step: every joined subscriber gets the batch before the cursor moves. Each
+        # chunk fits one reply and is one list shared by all subscribers (encoded once for all).
+        for chunk in chunk_events(events):
+            for subscriber in list(self.subscribers):
+                if not subscriber.offer(self.topic, chunk):
+                    self.subscribers.discard(subscriber)
         self.cursor = events[-1].id
         for waker in self.wakers:
             waker.set()
@@ -335,7 +381,7 @@ class Subscription:
     open_ms: int = 0
     _buffer: deque[Frame] = field(default_factory=deque)
     _buffered_events: int = 0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: Wake = field(default_factory=Wake)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _error: CoordError | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -506,7 +552,8 @@ class Subscription:
         self._wake.set()
 
     def _push_events(self, topic: str, events: list[StoredEvent]) -> None:
-        self._buffer.append(EventsFrame(events))
+        # A catch-up page (or a live batch) may hold more than one reply may carry.
+        self._buffer.extend(EventsFrame(chunk) for chunk in chunk_events(events))
         self._buffered_events += len(events)
         self.states[topic].queued = events[-1].id
         self._wake.set()
@@ -567,8 +614,7 @@ class Subscription:
                 raise self._error
             if not self._buffer:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), heartbeat)
+                await self._wake.wait(heartbeat)
                 if self._error is not None:
                     raise self._error
                 if not self._buffer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         self._max_deliveries = max_deliveries
         self._server_id = uuid.uuid4().hex[:8]
         self._volatile = VolatileHub(hub, wait=hub.block_ms / 1000, buffer_events=hub.buffer_events)
+        self._encoded = _EncodedBatches()
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
     @stream_rpc
     async def Subscribe(
         self, request: events_pb2.SubscribeRequest, context: Ctx
-    ) -> AsyncIterator[events_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[events_pb2.SubscribeResponse | bytes]:
         if request.volatile:
             async for response in self._subscribe_volatile(request):
                 yield response
@@ -144,14 +146,14 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         try:
             await subscription.open()
             async for frame in subscription.frames():
-                yield _frame_pb(frame)
+                yield self._encoded.frame(frame)
         finally:
             subscription.close()
             await self._hub.settle()
 
     async def _subscribe_volatile(
         self, request: events_pb2.SubscribeRequest
-    ) -> AsyncIterator[events_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[events_pb2.SubscribeResponse | bytes]:
         spec = self._subscribe_spec(request)
         if spec.patterns:
             raise invalid("topics", "a volatile subscription takes exact topic names, not patterns")
@@ -163,7 +165,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         try:
             await subscription.open()
             async for frame in subscription.frames():
-                yield _frame_pb(frame)
+                yield self._encoded.frame(frame)
         finally:
             await subscription.close()
             await self._hub.settle()
@@ -456,6 +458,33 @@ def _events_pb(events: Sequence[StoredEvent]) -> events_pb2.Events:
             for e in events
         ]
     )
+
+
+class _EncodedBatches:
+    """Subscribe replies, with a batch of events encoded once for every subscriber it goes to.
+
+    A topic's reader hands the same list of events to all its subscribers, and each stream sends it
+    unmerged unless it fell behind; the last few lists are kept with their encoded reply (and kept
+    alive, so that an ``id`` is never reused while it is a key here).
+    """
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._recent: OrderedDict[int, tuple[list[StoredEvent], bytes]] = OrderedDict()
+
+    def frame(self, frame: Frame | VolatileGapFrame) -> events_pb2.SubscribeResponse | bytes:
+        if not isinstance(frame, EventsFrame):
+            return _frame_pb(frame)
+        events = frame.events
+        hit = self._recent.get(id(events))
+        if hit is not None and hit[0] is events:
+            return hit[1]
+        encoded = events_pb2.SubscribeResponse(events=_events_pb(events)).SerializeToString()
+        self._recent[id(events)] = (events, encoded)
+        if len(self._recent) > self.SIZE:
+            self._recent.popitem(last=False)
+        return encoded
 
 
 def _cursors_pb(cursors: Sequence[tuple[str, StreamId]]) -> list[events_pb2.TopicCursor]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import BackendUnavailable, CoordError
 from ..redis import rpc_deadline
-from .hub import EventsFrame, Frame, Hub, ProgressFrame, SubscribedFrame, merge_events
+from .hub import EventsFrame, Frame, Hub, ProgressFrame, SubscribedFrame, Wake, merge_events
 from .store import StoredEvent, decode_volatile
 from .topics import ZERO_ID
 
@@ -100,8 +100,9 @@ class VolatileHub:
                 event = decode_volatile(topic, received[1]) if topic else None
                 if event is None:
                     continue
+                batch = [event]  # one list for every reader: encoded once for all of them
                 for subscription in list(self.readers.get(event.topic, ())):
-                    subscription.offer(event)
+                    subscription.offer(batch)
         except CoordError as error:
             log.warning("the volatile events listener stopped: %s", error.message)
             for readers in list(self.readers.values()):
@@ -132,7 +133,7 @@ class VolatileSubscription:
     _buffer: deque[Frame | VolatileGapFrame] = field(default_factory=deque)
     _buffered: int = 0
     _last: dict[str, int] = field(default_factory=dict)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: Wake = field(default_factory=Wake)
     _error: CoordError | None = None
 
     async def open(self) -> None:
@@ -146,14 +147,16 @@ class VolatileSubscription:
             with contextlib.suppress(Exception):
                 await task
 
-    def offer(self, event: StoredEvent) -> None:
+    def offer(self, batch: list[StoredEvent]) -> None:
+        """Queue ``batch`` (one event, as a list the other readers share)."""
+        event = batch[0]
         last = self._last.get(event.topic, 0)
         if self._buffered >= self.hub.buffer_events:
             return  # dropped: the next message's number shows the hole
         if last and event.sequence > last + 1:
             self._buffer.append(VolatileGapFrame(event.topic, last, event.sequence))
         self._last[event.topic] = event.sequence
-        self._buffer.append(EventsFrame([event]))
+        self._buffer.append(EventsFrame(batch))
         self._buffered += 1
         self._wake.set()
 
@@ -167,8 +170,7 @@ class VolatileSubscription:
                 raise self._error
             if not self._buffer:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.heartbeat)
+                await self._wake.wait(self.heartbeat)
                 if self._error is not None:
                     raise self._error
                 if not self._buffer:
