@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,10 +35,14 @@ def test_limit_returns_a_decision(client):
     assert first and first.allowed and first.remaining == 1
     assert first.statuses[0].algorithm == "token_bucket"
     assert first.headers == {"RateLimit": '"d0";r=1;t=1', "RateLimit-Policy": '"d0";q=100;w=60'}
-    assert first.decide_time is not None
+    assert first.decide_time is not None and first.decide_time.tzinfo is not None
+    assert abs((first.decide_time - datetime.now(UTC)).total_seconds()) < 60  # Redis's clock, in UTC
+    assert first.statuses[0].period == 60.0 and first.retry_after == 0.0
     assert client.limit("user:42", rate="100/m", burst=2)
     denied = client.limit("user:42", rate="100/m", burst=2)
     assert not denied and 0 < denied.retry_after <= 0.6
+    assert denied.retry_after == denied.statuses[0].retry_after  # whole milliseconds, in seconds
+    assert abs(denied.retry_after * 1000 - round(denied.retry_after * 1000)) < 1e-6
     assert client.ratelimit.reset("user:42")
     assert client.limit("user:42", rate="100/m", burst=2, dry_run=True).remaining == 2
 
