@@ -10,8 +10,9 @@ same run:
 - the gRPC echo floor, and (for the stream) Coord's own unary Check.
 
 ``ratelimit.batched``: the same checks through the asyncio client's ``limit()``, which sends the
-checks its concurrent callers make as one CheckBatch call: Coord's best API for many checks at once,
-against redis-py running check.lua at the same concurrency (the issue's goal: at least 1.0x at 64).
+checks its concurrent callers make as batches on one CheckBatchStream: Coord's best API for many
+checks at once, against redis-py running check.lua at the same concurrency (the issue's goal: at
+least 1.0x at 64), and against the same client sending unary CheckBatch calls.
 
 ``ratelimit.three_rules``: three descriptors of one scope decided all-or-nothing in one Check
 (sliding window counters, 100/s, 2,000/min and 50,000/h on three keys of one caller), against
@@ -398,23 +399,31 @@ async def bench_memory(env: Env) -> list[Row]:
 async def bench_batched(env: Env) -> list[Row]:
     """What an asyncio service gets from ``await client.limit(...)`` with K requests in flight.
 
-    The client sends the checks its coroutines make together as one CheckBatch call (each check
-    decided on its own, exactly as by Check), so K concurrent callers cost the server one RPC, not K.
+    The client sends the checks its coroutines make together as one batch (each check decided on
+    its own, exactly as by Check), as messages of one CheckBatchStream, so K concurrent callers cost
+    the server one stream message, not K calls. A second client sends the same batches as unary
+    CheckBatch calls (what it does with a server that has no CheckBatchStream): the stream's gain.
     """
     s = _Sides(env)
     await s.prepare()
-    async with AsyncClient(env.coord_target) as client:
+    async with AsyncClient(env.coord_target) as client, AsyncClient(env.coord_target) as unary:
+        batcher = unary.ratelimit._batcher
+        assert batcher is not None
+        batcher._stream_supported = False
         keys, rate = s.keys, f"{LIMIT}/s"  # RULE: a token bucket of LIMIT per second
 
-        async def op(i: int) -> None:
-            if not await client.limit(keys[i % KEYS], rate=rate):
-                raise RuntimeError("Coord denied a check the benchmark's rates always allow")
+        def side(name: str, through: AsyncClient) -> Side:
+            async def op(i: int) -> None:
+                if not await through.limit(keys[i % KEYS], rate=rate):
+                    raise RuntimeError("Coord denied a check the benchmark's rates always allow")
+
+            return Side(name, op, env.coord_pid, env.redis_pid)
 
         return await compare(
             env,
             "ratelimit checks via AsyncClient.limit (concurrent checks batched)",
-            Side("Coord AsyncClient.limit", op, env.coord_pid, env.redis_pid),
-            [s.lua(), s.unary()],
+            side("Coord AsyncClient.limit", client),
+            [s.lua(), s.unary(), side("Coord AsyncClient.limit, unary CheckBatch calls", unary)],
         )
 
 

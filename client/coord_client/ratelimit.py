@@ -26,19 +26,30 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from ._base import AsyncTransport, Transport
-from .errors import Cancelled, Internal, InvalidArgument, Unimplemented, from_status
+from .errors import (
+    Cancelled,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    Unavailable,
+    Unimplemented,
+    from_grpc_error,
+    from_status,
+)
 
 SERVICE = "coord.ratelimit.v1.RateLimitService"
 _M = f"/{SERVICE}/"
@@ -401,15 +412,18 @@ class AsyncRateLimitAPI:
 
 
 class _CheckBatcher:
-    """Sends the checks concurrent coroutines make in one event-loop iteration as one CheckBatch call.
+    """Sends the checks concurrent coroutines make in one event-loop iteration as one batch.
 
     A gateway answering many requests at once checks a limit for each: one RPC per check costs the
-    server far more than the check itself, while one CheckBatch of N checks costs little more than
-    one Check, and the server sends their scripts to Redis as one pipeline. Nothing changes for each
-    caller: every check is decided on its own, exactly as by Check, and each caller gets its own
-    decision or its own error. A lone check goes out as a plain Check. Checks with different timeouts
-    are not mixed (each batch's deadline is its callers' own). A server without CheckBatch
-    (UNIMPLEMENTED) gets plain Checks from then on; one with a lower batch limit gets smaller batches.
+    server far more than the check itself, while one batch of N checks costs little more than one
+    Check, and the server sends their scripts to Redis as one pipeline. Batches travel on one
+    CheckBatchStream (a stream message costs less than a call), opened on first use and again after
+    it breaks. Nothing changes for each caller: every check is decided on its own, exactly as by
+    Check, and each caller gets its own decision or its own error (when the stream breaks, the
+    callers whose batches were on it get the error a call would have raised). A lone check goes out
+    as a plain Check. Checks with different timeouts are not mixed (each batch carries its callers'
+    timeout). A server without CheckBatchStream gets unary CheckBatch calls, one without CheckBatch
+    (UNIMPLEMENTED) plain Checks; one with a lower batch limit gets smaller batches.
     """
 
     # Small batches, several in flight: the server decides one while the next is on its way, where
@@ -422,6 +436,8 @@ class _CheckBatcher:
         self._stub = stub
         self._max = self.MAX_BATCH
         self._batch_supported = True
+        self._stream_supported = True
+        self._stream: _BatchStream | None = None
         self._queue: dict[float | None, list[_Queued]] = {}
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
@@ -454,10 +470,21 @@ class _CheckBatcher:
         chunks = [live[i : i + self._max] for i in range(0, len(live), self._max)]
         await asyncio.gather(*(self._batch(chunk, timeout) for chunk in chunks))
 
+    async def _results(self, items: list[_Queued], timeout: float | None) -> Sequence[Any]:
+        checks = [r for r, _ in items]
+        if self._stream_supported:
+            if self._stream is None or self._stream.closed:
+                self._stream = _BatchStream(self._stub, self._t.metadata)
+            try:
+                return await self._stream.send(checks, self._t.timeout if timeout is None else timeout)
+            except Unimplemented:
+                self._stream_supported = False  # a server from before CheckBatchStream
+        request = ratelimit_pb2.CheckBatchRequest(checks=checks)
+        return (await self._t.call(self._stub.CheckBatch, _M + "CheckBatch", request, timeout)).results
+
     async def _batch(self, items: list[_Queued], timeout: float | None) -> None:
-        request = ratelimit_pb2.CheckBatchRequest(checks=[r for r, _ in items])
         try:
-            reply = await self._t.call(self._stub.CheckBatch, _M + "CheckBatch", request, timeout)
+            results = await self._results(items, timeout)
         except Unimplemented:
             self._batch_supported = False  # a server from before CheckBatch
             await self._send(items, timeout)
@@ -470,13 +497,16 @@ class _CheckBatcher:
                 return
             _fail(items, exc)
             return
-        except BaseException as exc:
-            _fail(items, exc if isinstance(exc, Exception) else Cancelled("the batch was cancelled"))
-            raise
-        if len(reply.results) != len(items):
-            _fail(items, Internal(f"CheckBatch answered {len(reply.results)} of {len(items)} checks"))
+        except Exception as exc:
+            _fail(items, exc)  # each caller gets it; the task sending the batch ends quietly
             return
-        for (_, future), result in zip(items, reply.results, strict=True):
+        except BaseException:
+            _fail(items, Cancelled("the batch was cancelled"))
+            raise
+        if len(results) != len(items):
+            _fail(items, Internal(f"the server answered {len(results)} of {len(items)} checks of a batch"))
+            return
+        for (_, future), result in zip(items, results, strict=True):
             if future.done():
                 continue
             if result.HasField("check"):
@@ -500,6 +530,80 @@ class _CheckBatcher:
             future.set_result(response)
 
 
+class _BatchStream:
+    """One open CheckBatchStream: ``await send(checks, timeout)`` writes one batch and returns its
+    results, matched by batch id. A batch not answered within its timeout fails with
+    DeadlineExceeded (a late answer is dropped); when the stream ends, every batch still waiting
+    fails with the error that ended it, and ``closed`` tells the owner to open another."""
+
+    def __init__(self, stub: ratelimit_pb2_grpc.RateLimitServiceAsyncStub, metadata: Any) -> None:
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.Future[Sequence[Any]], asyncio.TimerHandle]] = {}
+        self._outbox: asyncio.Queue[ratelimit_pb2.CheckBatchStreamRequest | None] = asyncio.Queue()
+        self._call = stub.CheckBatchStream(self._requests(), metadata=metadata)
+        self._reader = self._loop.create_task(self._read())
+
+    async def send(self, checks: list[ratelimit_pb2.CheckRequest], timeout: float) -> Sequence[Any]:
+        batch_id = next(self._ids)
+        future: asyncio.Future[Sequence[Any]] = self._loop.create_future()
+        # The server gives up at `timeout`; this side a little later, so that its answer can arrive.
+        timer = self._loop.call_later(timeout + _STREAM_GRACE, self._expire, batch_id)
+        self._waiting[batch_id] = (future, timer)
+        request = ratelimit_pb2.CheckBatchStreamRequest(
+            batch_id=batch_id, checks=checks, timeout=_duration(timeout)
+        )
+        self._outbox.put_nowait(request)
+        try:
+            return await future
+        finally:
+            entry = self._waiting.pop(batch_id, None)
+            if entry is not None:
+                entry[1].cancel()
+
+    def _expire(self, batch_id: int) -> None:
+        entry = self._waiting.pop(batch_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(DeadlineExceeded("the batch of checks was not answered in time"))
+
+    async def _requests(self) -> AsyncIterator[ratelimit_pb2.CheckBatchStreamRequest]:
+        # The server accepts the stream with its initial metadata before any batch goes out. A server
+        # without this method ends the call at once with UNIMPLEMENTED, and nothing was written that
+        # could race with that answer (a write racing it turns it into INTERNAL).
+        await self._call.initial_metadata()
+        while (request := await self._outbox.get()) is not None:
+            yield request
+
+    async def _read(self) -> None:
+        error: Exception = Unavailable("the check stream ended")
+        try:
+            async for reply in self._call:
+                entry = self._waiting.pop(reply.batch_id, None)
+                if entry is None or entry[0].done():
+                    continue  # its caller stopped waiting
+                future, timer = entry
+                timer.cancel()
+                if reply.HasField("error"):
+                    failure = reply.error
+                    future.set_exception(from_status(failure.code, failure.message, failure.details))
+                else:
+                    future.set_result(reply.results)
+        except grpc.aio.AioRpcError as exc:
+            error = from_grpc_error(exc)
+        except asyncio.CancelledError:
+            error = Cancelled("the client was closed")
+        finally:
+            self.closed = True
+            self._outbox.put_nowait(None)
+            waiting, self._waiting = self._waiting, {}
+            for future, timer in waiting.values():
+                timer.cancel()
+                if not future.done():
+                    future.set_exception(error)
+
+
+_STREAM_GRACE = 1.0
 _Queued = tuple[ratelimit_pb2.CheckRequest, "asyncio.Future[ratelimit_pb2.CheckResponse]"]
 
 

@@ -4,6 +4,7 @@ asyncio client sends its concurrent checks through it without any caller noticin
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,30 +96,57 @@ class _Counted:
         return self.method(request, **kwargs)
 
 
-def _count(client: AsyncClient) -> tuple[_Counted, _Counted]:
+class _CountedStream:
+    """Wraps a real stub's CheckBatchStream: counts the streams opened and the checks of each batch."""
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+        self.opened = 0
+        self.calls: list[int] = []
+
+    def __call__(self, requests: Any, **kwargs: Any) -> Any:
+        self.opened += 1
+
+        async def counted() -> Any:
+            async for request in requests:
+                self.calls.append(len(request.checks))
+                yield request
+
+        return self.method(counted(), **kwargs)
+
+
+def _count(client: AsyncClient) -> tuple[_CountedStream, _Counted, _Counted]:
     stub = client.ratelimit._stub
-    batches, singles = _Counted(stub.CheckBatch), _Counted(stub.Check)
-    stub.CheckBatch, stub.Check = batches, singles  # type: ignore[method-assign]
-    return batches, singles
+    streamed, batches, singles = (
+        _CountedStream(stub.CheckBatchStream),
+        _Counted(stub.CheckBatch),
+        _Counted(stub.Check),
+    )
+    stub.CheckBatchStream, stub.CheckBatch, stub.Check = streamed, batches, singles  # type: ignore[method-assign]
+    return streamed, batches, singles
 
 
 def test_the_async_client_batches_concurrent_checks(coord: CoordUnderTest) -> None:
-    async def main() -> tuple[list[Any], list[int], list[int], Any]:
+    async def main() -> tuple[list[Any], _CountedStream, _Counted, _Counted, Any, list[Any]]:
         async with AsyncClient(coord.target) as client:
-            batches, singles = _count(client)
+            streamed, batches, singles = _count(client)
             decisions = await asyncio.gather(
                 *(client.limit("gw:user", rate="20/m", burst=20) for _ in range(50))
             )
             alone = await client.limit("gw:alone", rate="1/m")
-            return decisions, batches.calls, singles.calls, alone
+            again = await asyncio.gather(*(client.limit(f"gw:again:{i}", rate="1/m") for i in range(3)))
+            return decisions, streamed, batches, singles, alone, again
 
-    decisions, batch_calls, single_calls, alone = asyncio.run(main())
+    decisions, streamed, batches, singles, alone, again = asyncio.run(main())
     assert sum(1 for d in decisions if d.allowed) == 20  # exactly the limit, as 50 Checks would
     assert all(d.retry_after > 0 for d in decisions if not d.allowed)
-    # ... but in a few calls: batches of at most MAX_BATCH, several in flight at once
-    assert sum(batch_calls) == 50 and max(batch_calls) <= _CheckBatcher.MAX_BATCH
-    assert len(batch_calls) == -(-50 // _CheckBatcher.MAX_BATCH)
-    assert single_calls == [1] and alone.allowed  # a lone check goes out as a plain Check
+    # ... but in a few messages of one stream: batches of at most MAX_BATCH, several in flight at once
+    assert streamed.calls[:-1] and sum(streamed.calls[:-1]) == 50
+    assert max(streamed.calls) <= _CheckBatcher.MAX_BATCH
+    assert len(streamed.calls[:-1]) == -(-50 // _CheckBatcher.MAX_BATCH)
+    assert streamed.calls[-1] == 3 and all(d.allowed for d in again)
+    assert streamed.opened == 1 and batches.calls == []  # the stream stays open between batches
+    assert singles.calls == [1] and alone.allowed  # a lone check goes out as a plain Check
 
 
 def test_a_bad_check_fails_only_its_own_caller(coord: CoordUnderTest) -> None:
@@ -142,10 +170,123 @@ def test_batches_shrink_to_the_servers_batch_limit(redis_factory: Any, start_coo
 
     async def main() -> tuple[list[Any], list[int]]:
         async with AsyncClient(server.target) as client:
-            batches, _ = _count(client)
+            streamed, _, _ = _count(client)
             decisions = await asyncio.gather(*(client.limit(f"small:{i}", rate="1/m") for i in range(10)))
-            return decisions, batches.calls
+            return decisions, streamed.calls
 
     decisions, calls = asyncio.run(main())
     assert all(d.allowed for d in decisions)
     assert calls[0] == 10 and sorted(calls[1:]) == [2, 4, 4]  # refused once, then sent in fours
+
+
+def _stream_batches(
+    stub: ratelimit_pb2_grpc.RateLimitServiceStub, *batches: pb.CheckBatchStreamRequest
+) -> dict[int, pb.CheckBatchStreamResponse]:
+    replies = stub.CheckBatchStream(iter(batches), timeout=10)
+    return {reply.batch_id: reply for reply in replies}
+
+
+def test_a_batch_stream_answers_each_batch_by_its_id(stub: ratelimit_pb2_grpc.RateLimitServiceStub) -> None:
+    replies = _stream_batches(
+        stub,
+        pb.CheckBatchStreamRequest(batch_id=7, checks=[check("bs:1") for _ in range(4)]),
+        pb.CheckBatchStreamRequest(batch_id=9, checks=[check("bs:2"), check(""), check("bs:1")]),
+    )
+    assert sorted(replies) == [7, 9]
+    first = [r.check for r in replies[7].results]
+    assert [c.allowed for c in first] == [True, True, True, False]  # decided as four Checks would be
+    kinds = [r.WhichOneof("result") for r in replies[9].results]
+    assert kinds == ["check", "error", "check"]  # one bad check fails alone
+    assert replies[9].results[0].check.allowed and not replies[9].results[2].check.allowed
+    assert not replies[7].HasField("error") and not replies[9].HasField("error")
+
+
+@pytest.mark.parametrize(
+    ("checks", "timeout", "field"),
+    [
+        (0, None, "checks"),
+        (1001, None, "checks"),
+        (1, duration_pb2.Duration(nanos=1000), "timeout"),
+        (1, duration_pb2.Duration(seconds=3601), "timeout"),
+        (1, duration_pb2.Duration(seconds=-1), "timeout"),
+    ],
+)
+def test_a_batch_the_call_would_refuse_gets_an_error_and_the_stream_goes_on(
+    stub: ratelimit_pb2_grpc.RateLimitServiceStub, checks: int, timeout: Any, field: str
+) -> None:
+    bad = pb.CheckBatchStreamRequest(batch_id=1, checks=[check(f"bad:{i}") for i in range(checks)])
+    if timeout is not None:
+        bad.timeout.CopyFrom(timeout)
+    replies = _stream_batches(stub, bad, pb.CheckBatchStreamRequest(batch_id=2, checks=[check("after:bad")]))
+    error = replies[1].error
+    info, fields = error_details(error)
+    assert info.domain == "coord" and info.reason
+    if checks > 1000:
+        assert info.reason == "BATCH_TOO_LARGE" and info.metadata["limit"] == "1000"
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and fields == [field]
+    assert not replies[1].results
+    assert replies[2].results[0].check.allowed
+
+
+def test_a_batch_timeout_bounds_its_checks(redis_factory: Any, start_coord: Any) -> None:
+    redis: RedisProcess = redis_factory()
+    server = start_coord(redis.url, redis_timeout=5.0, ratelimit_timeout=5.0)  # waits this long unless told
+    with grpc.insecure_channel(server.target) as channel:
+        stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+        assert stub.Check(check("slow:warm")).allowed
+        client = redis.client()
+        client.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # Redis answers nobody for 1.5 s
+        started = time.monotonic()
+        replies = _stream_batches(
+            stub,
+            pb.CheckBatchStreamRequest(
+                batch_id=1,
+                checks=[check("slow:1"), check("slow:2")],
+                timeout=duration_pb2.Duration(nanos=300_000_000),
+            ),
+        )
+        elapsed = time.monotonic() - started
+    # Decided by the rules' failure mode (closed) once the batch's 300 ms ran out: not after the
+    # pause, nor after the server's own 5 s wait for Redis.
+    assert elapsed < 1.2
+    decided = [r.check for r in replies[1].results]
+    assert all(c.backend_unavailable and not c.allowed for c in decided)
+
+
+def test_the_client_opens_a_new_stream_after_one_breaks(coord: CoordUnderTest) -> None:
+    async def main() -> tuple[list[Any], list[Any], _CountedStream]:
+        async with AsyncClient(coord.target) as client:
+            streamed, _, _ = _count(client)
+            before = await asyncio.gather(*(client.limit(f"re:{i}", rate="5/m") for i in range(4)))
+            batcher = client.ratelimit._batcher
+            assert batcher is not None and batcher._stream is not None
+            batcher._stream._call.cancel()  # the stream breaks (as when a server goes away)
+            await asyncio.sleep(0.1)
+            after = await asyncio.gather(*(client.limit(f"re:{i}", rate="5/m") for i in range(4)))
+            return before, after, streamed
+
+    before, after, streamed = asyncio.run(main())
+    assert all(d.allowed and d.remaining == 4 for d in before)
+    assert all(d.allowed and d.remaining == 3 for d in after)
+    assert streamed.opened == 2
+
+
+def test_a_server_without_the_batch_stream_gets_unary_batches(coord: CoordUnderTest) -> None:
+    async def main() -> tuple[list[Any], _CountedStream, _Counted]:
+        async with AsyncClient(coord.target) as client:
+            stub = client.ratelimit._stub
+            # A method this server does not have: the real UNIMPLEMENTED an older server would answer.
+            stub.CheckBatchStream = client.ratelimit._t.channel.stream_stream(  # type: ignore[method-assign]
+                "/coord.ratelimit.v1.RateLimitService/NoSuchMethod",
+                request_serializer=pb.CheckBatchStreamRequest.SerializeToString,
+                response_deserializer=pb.CheckBatchStreamResponse.FromString,
+            )
+            streamed, batches, _ = _count(client)
+            decisions = await asyncio.gather(*(client.limit(f"old:{i}", rate="5/m") for i in range(6)))
+            more = await asyncio.gather(*(client.limit(f"old:{i}", rate="5/m") for i in range(6)))
+            return decisions + more, streamed, batches
+
+    decisions, streamed, batches = asyncio.run(main())
+    assert all(d.allowed for d in decisions)
+    assert batches.calls == [6, 6]  # both rounds as CheckBatch calls...
+    assert streamed.opened == 1  # ... the stream tried once, not again

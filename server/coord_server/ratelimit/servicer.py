@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from .._grpc import answer_each, item_status, rpc, stream_rpc
 from .._proto import duration_ms
 from ..errors import invalid
+from ..redis import rpc_deadline
 from ..validation import Limits
 from . import headers
 from .policies import PolicyRegistry
@@ -26,6 +28,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 _MODE_INDEPENDENT = ratelimit_pb2.MODE_INDEPENDENT
 _CHECK_STREAM = "RateLimitServicer.CheckStream"
 _CHECK_BATCH = "RateLimitServicer.CheckBatch"
+_CHECK_BATCH_STREAM = "RateLimitServicer.CheckBatchStream"
+MAX_BATCH_TIMEOUT_MS = 3_600_000
+BATCHES_IN_FLIGHT = 32
 _KNOWN_MODES = (ratelimit_pb2.MODE_UNSPECIFIED, ratelimit_pb2.MODE_ALL_OR_NOTHING, _MODE_INDEPENDENT)
 
 
@@ -62,9 +67,46 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self, request: ratelimit_pb2.CheckBatchRequest, context: Ctx
     ) -> ratelimit_pb2.CheckBatchResponse:
         self._limits.batch("checks", len(request.checks))
-        results: list[ratelimit_pb2.CheckBatchResult | dict[str, Any] | None] = [None] * len(request.checks)
+        return ratelimit_pb2.CheckBatchResponse(results=await self._decide_batch(request.checks))
+
+    @stream_rpc
+    async def CheckBatchStream(
+        self, requests: AsyncIterator[ratelimit_pb2.CheckBatchStreamRequest], context: Ctx
+    ) -> AsyncIterator[ratelimit_pb2.CheckBatchStreamResponse]:
+        # Accepted: the client waits for this before its first batch (see the client's _BatchStream).
+        await context.send_initial_metadata(())
+        # Fewer batches than single checks at once: each may hold up to the batch limit of checks.
+        batches = answer_each(
+            requests, self._batch_streamed, _CHECK_BATCH_STREAM, in_flight=BATCHES_IN_FLIGHT
+        )
+        async for request, response, error in batches:
+            if response is not None:
+                yield response
+            elif error is not None:
+                yield ratelimit_pb2.CheckBatchStreamResponse(
+                    batch_id=request.batch_id, error=_stream_error(error)
+                )
+
+    async def _batch_streamed(
+        self, request: ratelimit_pb2.CheckBatchStreamRequest
+    ) -> ratelimit_pb2.CheckBatchStreamResponse:
+        self._limits.batch("checks", len(request.checks))
+        if request.HasField("timeout"):
+            millis = duration_ms("timeout", request.timeout)
+            if not 0 < millis <= MAX_BATCH_TIMEOUT_MS:
+                raise invalid("timeout", f"must be 1 ms to 1 hour (got {millis} ms)")
+            # This batch's own task (answer_each runs each in one): the deadline is its alone.
+            deadline, stream_deadline = time.monotonic() + millis / 1000, rpc_deadline.get()
+            rpc_deadline.set(deadline if stream_deadline is None else min(deadline, stream_deadline))
+        results = await self._decide_batch(request.checks)
+        return ratelimit_pb2.CheckBatchStreamResponse(batch_id=request.batch_id, results=results)
+
+    async def _decide_batch(self, checks: Sequence[ratelimit_pb2.CheckRequest]) -> Any:
+        """The results of a batch, as CheckBatchResult messages and dicts (which the reply's
+        constructor takes; the stubs' types do not say so)."""
+        results: list[ratelimit_pb2.CheckBatchResult | dict[str, Any] | None] = [None] * len(checks)
         valid: list[tuple[int, list[_Named], CheckPlan]] = []
-        for index, check in enumerate(request.checks):
+        for index, check in enumerate(checks):
             try:
                 named, plan = self._prepare(check)
             except Exception as error:
@@ -79,8 +121,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
             else:
                 # The dict form: built once, by the reply's constructor, not message by message.
                 results[index] = {"check": _check_fields(named, decision)}
-        answered: Any = [r for r in results if r is not None]  # dicts too, which the stubs do not allow
-        return ratelimit_pb2.CheckBatchResponse(results=answered)
+        return [r for r in results if r is not None]
 
     async def _check_streamed(self, request: ratelimit_pb2.CheckStreamRequest) -> ratelimit_pb2.CheckResponse:
         return await self._check(request.check)
