@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis
 from redis.cluster import RedisCluster
@@ -358,3 +360,29 @@ def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("COORD_"):
             monkeypatch.delenv(name)
+
+
+def start_server_process(redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Coord server in a process of its own (its memory measured alone, or frozen with SIGSTOP):
+    the process and its target; the caller stops it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coord_server", "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url,
+             "--log-level", "warning", "--shutdown-grace", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    target = f"127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=0.5)
+            except grpc.FutureTimeoutError:
+                return False
+        return True
+
+    wait_for(up, "coord-server process")
+    return proc, target

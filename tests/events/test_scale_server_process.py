@@ -6,9 +6,6 @@ topic rather than per subscriber, and unary calls stay fast."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import redis
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
-from ..conftest import free_port, wait_for
+from ..conftest import start_server_process
 from .helpers import ms
 
 COUNT = 1000
@@ -30,30 +27,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def _start_server(redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
-    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coord_server", "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url,
-             "--log-level", "warning", "--shutdown-grace", "1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    target = f"127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
-        with grpc.insecure_channel(target) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=0.5)
-            except grpc.FutureTimeoutError:
-                return False
-        return True
-
-    wait_for(up, "coord-server process")
-    return proc, target
 
 
 def _redis_clients(port: int) -> int:
@@ -82,7 +55,7 @@ async def _open(stub: events_pb2_grpc.EventsServiceStub, count: int) -> list[grp
 
 def test_a_thousand_idle_subscribers_cost_the_server_process_little(redis_factory):
     backing = redis_factory()
-    proc, target = _start_server(backing.url, backing.dir / "coord-server.log")
+    proc, target = start_server_process(backing.url, backing.dir / "coord-server.log")
     try:
         result = asyncio.run(_measure(proc.pid, target, backing.port))
     finally:

@@ -4,8 +4,11 @@ asyncio client sends its concurrent checks through it without any caller noticin
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,10 +18,10 @@ from grpc_status import rpc_status
 
 from coord.ratelimit.v1 import ratelimit_pb2 as pb
 from coord.ratelimit.v1 import ratelimit_pb2_grpc
-from coord_client import AsyncClient, InvalidArgument
+from coord_client import AsyncClient, DeadlineExceeded, InvalidArgument
 from coord_client.ratelimit import _CheckBatcher
 
-from ..conftest import CoordUnderTest, RedisProcess
+from ..conftest import CoordUnderTest, RedisProcess, start_server_process
 from .test_check_stream import error_details
 
 RULE = pb.Rule(algorithm=pb.ALGORITHM_TOKEN_BUCKET, limit=3, period=duration_pb2.Duration(seconds=60))
@@ -290,3 +293,33 @@ def test_a_server_without_the_batch_stream_gets_unary_batches(coord: CoordUnderT
     assert all(d.allowed for d in decisions)
     assert batches.calls == [6, 6]  # both rounds as CheckBatch calls...
     assert streamed.opened == 1  # ... the stream tried once, not again
+
+
+def test_a_batch_the_server_never_answers_fails_with_deadline_exceeded(
+    redis_factory: Any, tmp_path: Path
+) -> None:
+    redis: RedisProcess = redis_factory()
+    proc, target = start_server_process(redis.url, tmp_path / "coord.log")  # its own process, to freeze it
+    try:
+
+        async def main() -> tuple[list[Any], list[Any], float]:
+            async with AsyncClient(target) as client:
+                warm = await asyncio.gather(*(client.limit(f"frozen:{i}", rate="5/m") for i in range(2)))
+                os.kill(proc.pid, signal.SIGSTOP)  # the stream stays open; nothing answers
+                started = time.monotonic()
+                try:
+                    late = await asyncio.gather(
+                        *(client.limit(f"frozen:{i}", rate="5/m", timeout=0.3) for i in range(2)),
+                        return_exceptions=True,
+                    )
+                finally:
+                    os.kill(proc.pid, signal.SIGCONT)
+                return warm, late, time.monotonic() - started
+
+        warm, late, elapsed = asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert all(d.allowed for d in warm)
+    assert all(isinstance(e, DeadlineExceeded) for e in late), late
+    assert elapsed < 5  # the batch's 0.3 s plus the client's grace, not the default 5 s or forever
