@@ -4,6 +4,7 @@ policy files go through. Every failure names the field it is about."""
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -57,6 +58,14 @@ class Rule:
     def interval_us(self) -> int:
         """The token bucket's emission interval, rounded up so the rate is never exceeded."""
         return -(-self.period_us // self.limit)
+
+    @functools.cached_property
+    def script_args(self) -> tuple[int, int, int, int, int]:
+        """What check.lua takes of this rule per descriptor (before the cost, after it the interval):
+        algorithm, limit, period us, burst, and the interval (0 but for the token bucket). Made once
+        per rule: rules are shared by every check that uses them."""
+        interval = self.interval_us if self.algorithm is Algorithm.TOKEN_BUCKET else 0
+        return (int(self.algorithm), self.limit, self.period_us, self.burst, interval)
 
 
 def make_rule(

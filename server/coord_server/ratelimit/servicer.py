@@ -142,6 +142,10 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         cost = request.cost or 1
         scope = self._limits.key("scope", request.scope) if request.scope else ""
         named = [self._item(i, d, cost) for i, d in enumerate(request.descriptors)]
+        if len(named) == 1:  # most checks: nothing to compare
+            return named, self._store.plan(
+                [named[0].item], scope=scope, dry_run=request.dry_run, independent=independent
+            )
         seen: dict[tuple[str, str, int], int] = {}
         for i, n in enumerate(named):
             identity = (scope or n.item.key, n.item.key, int(n.item.rule.algorithm))

@@ -13,7 +13,7 @@ from ..redis import RedisBackend, ScriptArg, ScriptCall
 from ..scripts import ScriptSet
 from .denials import DenialKey, Denials
 from .keys import RateLimitKeys
-from .rules import Algorithm, FailureMode, Rule
+from .rules import FailureMode, Rule
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,8 @@ class RateLimitStore:
         keys = [self._keys.state(scope, item.key, item.rule.algorithm) for item in items]
         args: list[ScriptArg] = [flags]
         for item in items:
-            rule = item.rule
-            interval = rule.interval_us if rule.algorithm is Algorithm.TOKEN_BUCKET else 0
-            args += [int(rule.algorithm), rule.limit, rule.period_us, rule.burst, item.cost, interval]
+            algorithm, limit, period_us, burst, interval = item.rule.script_args
+            args += [algorithm, limit, period_us, burst, item.cost, interval]
         return ScriptCall(self._check, keys, args)
 
     async def reset(self, scope: str, key: str) -> bool:
