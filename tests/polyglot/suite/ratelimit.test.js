@@ -3,7 +3,7 @@
 
 const {describe, it, before, after} = require('node:test');
 const assert = require('node:assert/strict');
-const {connect, unary, expectError, duration, durationMs, unique, grpc} = require('../lib/coord');
+const {connect, unary, reader, deadline, expectError, duration, durationMs, unique, grpc} = require('../lib/coord');
 
 describe('ratelimit', () => {
   let coord;
@@ -69,5 +69,28 @@ describe('ratelimit', () => {
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
     assert.equal(status.details.ErrorInfo.reason, 'RATELIMIT_SCOPE_REQUIRED');
     assert.equal(status.details.ErrorInfo.domain, 'coord');
+  });
+
+  it('decides batches on one CheckBatchStream, each answered by its id, a refused batch alone', async () => {
+    const key = unique('bstream');
+    const call = coord.ratelimit.CheckBatchStream({deadline: deadline(10_000)});
+    const accepted = new Promise((resolve) => call.on('metadata', resolve));
+    const next = reader(call);
+    await accepted; // the server accepts the stream (initial metadata) before any batch is sent
+    const one = (k) => ({descriptors: [{key: k, rule: {limit: '2', period: duration(60_000)}}]});
+    call.write({batch_id: '1', checks: [one(`${key}:a`), one(`${key}:a`), one(`${key}:a`)], timeout: duration(2_000)});
+    call.write({batch_id: '2', checks: []});
+    call.write({batch_id: '3', checks: [one(`${key}:b`), one('')]});
+    call.end();
+    const answers = {};
+    for (let message = await next(); message; message = await next()) answers[message.batch_id] = message;
+    assert.deepEqual(Object.keys(answers).sort(), ['1', '2', '3']);
+    assert.deepEqual(answers['1'].results.map((r) => r.check.allowed), [true, true, false]);
+    assert.equal(answers['1'].error, null);
+    assert.equal(answers['2'].error.code, grpc.status.INVALID_ARGUMENT); // no checks: refused, the stream went on
+    assert.deepEqual(answers['2'].results, []);
+    assert.deepEqual(answers['3'].results.map((r) => r.result), ['check', 'error']);
+    assert.equal(answers['3'].results[0].check.allowed, true);
+    assert.equal(answers['3'].results[1].error.code, grpc.status.INVALID_ARGUMENT);
   });
 });
