@@ -375,8 +375,8 @@ class AsyncRateLimitAPI:
     ) -> Decision:
         """Decide ``limits`` in one atomic step (see :meth:`RateLimitAPI.check`).
 
-        Checks that other coroutines make in the same event-loop iteration travel together in one
-        ``CheckBatch`` call (each still decided on its own; see :class:`_CheckBatcher`).
+        Checks that other coroutines make in the same event-loop iteration travel together as one
+        batch on a CheckBatchStream (each still decided on its own; see :class:`_CheckBatcher`).
         """
         request = _check_request(limits, cost, dry_run, independent, scope)
         if self._batcher is not None:
@@ -532,38 +532,55 @@ class _CheckBatcher:
 
 class _BatchStream:
     """One open CheckBatchStream: ``await send(checks, timeout)`` writes one batch and returns its
-    results, matched by batch id. A batch not answered within its timeout fails with
-    DeadlineExceeded (a late answer is dropped); when the stream ends, every batch still waiting
-    fails with the error that ended it, and ``closed`` tells the owner to open another."""
+    results, matched by batch id.
+
+    A batch fails with DeadlineExceeded at its timeout, as a call would (a late answer is dropped).
+    At most BATCHES_IN_FLIGHT batches are written and unanswered at once (the number the server
+    decides at once), so none waits unread on the server while its caller's time runs out; a batch
+    whose caller gave up before it was written is never sent. When the stream ends, every batch still
+    waiting fails with the error that ended it, and ``closed`` tells the owner to open another.
+    """
 
     def __init__(self, stub: ratelimit_pb2_grpc.RateLimitServiceAsyncStub, metadata: Any) -> None:
         self.closed = False
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[asyncio.Future[Sequence[Any]], asyncio.TimerHandle]] = {}
-        self._outbox: asyncio.Queue[ratelimit_pb2.CheckBatchStreamRequest | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[int, ratelimit_pb2.CheckBatchStreamRequest] | None] = (
+            asyncio.Queue()
+        )
+        self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._written: set[int] = set()
         self._call = stub.CheckBatchStream(self._requests(), metadata=metadata)
         self._reader = self._loop.create_task(self._read())
 
     async def send(self, checks: list[ratelimit_pb2.CheckRequest], timeout: float) -> Sequence[Any]:
+        if not timeout >= _MIN_TIMEOUT:
+            raise DeadlineExceeded(f"a timeout of {timeout:g}s leaves no time to decide the checks")
         batch_id = next(self._ids)
-        future: asyncio.Future[Sequence[Any]] = self._loop.create_future()
-        # The server gives up at `timeout`; this side a little later, so that its answer can arrive.
-        timer = self._loop.call_later(timeout + _STREAM_GRACE, self._expire, batch_id)
-        self._waiting[batch_id] = (future, timer)
+        # The server bounds the batch by the same timeout (capped at what it accepts, 1 hour).
         request = ratelimit_pb2.CheckBatchStreamRequest(
-            batch_id=batch_id, checks=checks, timeout=_duration(timeout)
+            batch_id=batch_id, checks=checks, timeout=_duration(min(timeout, _MAX_TIMEOUT))
         )
-        self._outbox.put_nowait(request)
+        future: asyncio.Future[Sequence[Any]] = self._loop.create_future()
+        self._waiting[batch_id] = (future, self._loop.call_later(timeout, self._expire, batch_id))
+        self._outbox.put_nowait((batch_id, request))
         try:
             return await future
         finally:
-            entry = self._waiting.pop(batch_id, None)
-            if entry is not None:
-                entry[1].cancel()
+            self._forget(batch_id)
+
+    def _forget(self, batch_id: int) -> tuple[asyncio.Future[Sequence[Any]], asyncio.TimerHandle] | None:
+        entry = self._waiting.pop(batch_id, None)
+        if entry is not None:
+            entry[1].cancel()
+        if batch_id in self._written:
+            self._written.discard(batch_id)
+            self._slots.release()
+        return entry
 
     def _expire(self, batch_id: int) -> None:
-        entry = self._waiting.pop(batch_id, None)
+        entry = self._forget(batch_id)
         if entry is not None and not entry[0].done():
             entry[0].set_exception(DeadlineExceeded("the batch of checks was not answered in time"))
 
@@ -572,18 +589,23 @@ class _BatchStream:
         # without this method ends the call at once with UNIMPLEMENTED, and nothing was written that
         # could race with that answer (a write racing it turns it into INTERNAL).
         await self._call.initial_metadata()
-        while (request := await self._outbox.get()) is not None:
+        while (queued := await self._outbox.get()) is not None:
+            batch_id, request = queued
+            await self._slots.acquire()
+            if batch_id not in self._waiting:  # its caller gave up (timeout, cancellation) meanwhile
+                self._slots.release()
+                continue
+            self._written.add(batch_id)
             yield request
 
     async def _read(self) -> None:
         error: Exception = Unavailable("the check stream ended")
         try:
             async for reply in self._call:
-                entry = self._waiting.pop(reply.batch_id, None)
+                entry = self._forget(reply.batch_id)
                 if entry is None or entry[0].done():
                     continue  # its caller stopped waiting
-                future, timer = entry
-                timer.cancel()
+                future = entry[0]
                 if reply.HasField("error"):
                     failure = reply.error
                     future.set_exception(from_status(failure.code, failure.message, failure.details))
@@ -596,14 +618,15 @@ class _BatchStream:
         finally:
             self.closed = True
             self._outbox.put_nowait(None)
-            waiting, self._waiting = self._waiting, {}
-            for future, timer in waiting.values():
-                timer.cancel()
-                if not future.done():
-                    future.set_exception(error)
+            for batch_id in list(self._waiting):
+                entry = self._forget(batch_id)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_exception(error)
 
 
-_STREAM_GRACE = 1.0
+# What the server accepts as a batch's timeout, and how many batches it decides at once per stream.
+_MIN_TIMEOUT, _MAX_TIMEOUT = 0.001, 3600.0
+BATCHES_IN_FLIGHT = 32
 _Queued = tuple[ratelimit_pb2.CheckRequest, "asyncio.Future[ratelimit_pb2.CheckResponse]"]
 
 
