@@ -31,12 +31,23 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from .errors import CoordError, from_grpc_error
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc(stamp: timestamp_pb2.Timestamp) -> datetime:
+    """``stamp.ToDatetime(tzinfo=UTC)``, without protobuf's pure-Python helpers (a rate-limit
+    decision reads one per check)."""
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
@@ -299,4 +310,5 @@ __all__ = [
     "async_channel",
     "channel_options",
     "sync_channel",
+    "utc",
 ]

@@ -25,14 +25,14 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from google.protobuf import duration_pb2
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
-from ._base import AsyncTransport, Transport
+from ._base import AsyncTransport, Transport, utc
 
 SERVICE = "coord.cache.v1.CacheService"
 _M = f"/{SERVICE}/"
@@ -289,8 +289,7 @@ _DELETE_OUTCOMES = {
 def _time(message: Any) -> datetime | None:
     if not message.HasField("expire_time"):
         return None
-    stamp: datetime = message.expire_time.ToDatetime(tzinfo=UTC)
-    return stamp
+    return utc(message.expire_time)
 
 
 def _entry(pb: cache_pb2.Entry) -> Entry:

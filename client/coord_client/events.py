@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -37,7 +37,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
-from ._base import AsyncTransport, Transport
+from ._base import AsyncTransport, Transport, utc
 from .errors import CoordError, from_grpc_error
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _bytes(data: Data) -> bytes:
 def _time(stamp: timestamp_pb2.Timestamp) -> datetime | None:
     if not stamp.seconds and not stamp.nanos:
         return None
-    return stamp.ToDatetime(tzinfo=UTC)
+    return utc(stamp)
 
 
 def _duration(seconds: float | timedelta | None) -> duration_pb2.Duration | None:

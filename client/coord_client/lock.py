@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -51,7 +51,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
-from ._base import AsyncTransport, Transport
+from ._base import AsyncTransport, Transport, utc
 from .errors import CoordError, DeadlineExceeded, from_grpc_error
 
 SERVICE = "coord.lock.v1.LockService"
@@ -324,7 +324,7 @@ def _acquire_request(
 
 
 def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if present else None
+    return utc(stamp) if present else None
 
 
 def _holder(pb: lock_pb2.Holder) -> Holder:

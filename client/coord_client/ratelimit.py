@@ -30,16 +30,16 @@ import itertools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
-from ._base import AsyncTransport, Transport
+from ._base import AsyncTransport, Transport, utc
 from .errors import (
     Cancelled,
     DeadlineExceeded,
@@ -206,14 +206,6 @@ def _seconds(duration: duration_pb2.Duration) -> float:
     return (duration.seconds * 1000 + int(duration.nanos / 1_000_000)) / 1000
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(timestamp: timestamp_pb2.Timestamp) -> datetime:
-    """``timestamp.ToDatetime(tzinfo=UTC)``, without its pure-Python helpers."""
-    return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000)
-
-
 def _decision(response: ratelimit_pb2.CheckResponse) -> Decision:
     headers = {}
     if response.ratelimit_header:
@@ -243,7 +235,7 @@ def _decision(response: ratelimit_pb2.CheckResponse) -> Decision:
         ],
         headers=headers,
         backend_unavailable=response.backend_unavailable,
-        decide_time=_utc(response.decide_time) if response.HasField("decide_time") else None,
+        decide_time=utc(response.decide_time) if response.HasField("decide_time") else None,
     )
 
 

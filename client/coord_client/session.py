@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.session.v1 import session_pb2, session_pb2_grpc
 
-from ._base import AsyncTransport, Transport
+from ._base import AsyncTransport, Transport, utc
 
 SERVICE = "coord.session.v1.SessionService"
 _M = f"/{SERVICE}/"
@@ -133,7 +133,7 @@ def _duration(seconds: float | None) -> duration_pb2.Duration | None:
 
 
 def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if present else None
+    return utc(stamp) if present else None
 
 
 def _session(pb: session_pb2.Session) -> Session:
