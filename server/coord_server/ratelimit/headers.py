@@ -20,7 +20,7 @@ def ratelimit(items: Iterable[tuple[str, int, int]]) -> str:
     """``"<name>";r=<remaining>;t=<seconds until reset, rounded up>`` per (name, remaining,
     reset_after_us)."""
     return ", ".join(
-        f'"{name}";r={remaining};t={-(-reset_us // 1_000_000)}' for name, remaining, reset_us in items
+        f'"{name}";r={remaining};t={_ceil_seconds(reset_us)}' for name, remaining, reset_us in items
     )
 
 
