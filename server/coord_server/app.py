@@ -103,9 +103,11 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
                 "(set COORD_LISTEN or --listen to another host:port)"
             ) from exc
         await server.start()
-        await monitor.start()
         where = "embedded redis-server at " + url if embedded else redis.description
+        # Logged before the first probe: health turns SERVING inside it, and whoever waits for
+        # SERVING (a supervisor, a test) must find this line already written.
         log.info("Coord listening on %s:%d; Redis: %s", settings.listen.rsplit(":", 1)[0], port, where)
+        await monitor.start()
         yield RunningServer(server, port, redis, monitor, embedded)
     finally:
         log.info("shutting down: NOT_SERVING, draining in-flight RPCs for up to %gs", settings.shutdown_grace)
