@@ -147,13 +147,35 @@ def test_the_async_client_batches_concurrent_checks(coord: CoordUnderTest) -> No
     decisions, streamed, batches, singles, alone, again = asyncio.run(main())
     assert sum(1 for d in decisions if d.allowed) == 20  # exactly the limit, as 50 Checks would
     assert all(d.retry_after > 0 for d in decisions if not d.allowed)
-    # ... but in a few messages of one stream: batches of at most MAX_BATCH, several in flight at once
-    assert streamed.calls[:-1] and sum(streamed.calls[:-1]) == 50
-    assert max(streamed.calls) <= _CheckBatcher.MAX_BATCH
-    assert len(streamed.calls[:-1]) == -(-50 // _CheckBatcher.MAX_BATCH)
-    assert streamed.calls[-1] == 3 and all(d.allowed for d in again)
+    # ... but in a few messages of one stream: even batches of at most MAX_BATCH (50 = 25 + 25)
+    assert _CheckBatcher.MAX_BATCH < 50 <= 2 * _CheckBatcher.MAX_BATCH
+    assert streamed.calls[:-1] == [25, 25]
+    assert streamed.calls[-1] == 3 and all(d.allowed for d in again)  # below SPLIT_FROM: one batch
     assert streamed.opened == 1 and batches.calls == []  # the stream stays open between batches
     assert singles.calls == [1] and alone.allowed  # a lone check goes out as a plain Check
+
+
+def test_a_flush_with_nothing_in_flight_goes_as_two_batches_that_stay_two(coord: CoordUnderTest) -> None:
+    # 20 callers in a loop: the first flush (nothing in flight) is split in two; from then on each
+    # half's callers come back together and go out again as one batch, so the pair never fragments.
+    callers, rounds = 20, 30
+    assert _CheckBatcher.SPLIT_FROM <= callers <= _CheckBatcher.MAX_BATCH
+
+    async def main() -> tuple[_CountedStream, list[bool]]:
+        async with AsyncClient(coord.target) as client:
+            streamed, _, _ = _count(client)
+
+            async def caller(n: int) -> list[bool]:
+                return [(await client.limit(f"pair:{n}", rate="1000/s")).allowed for _ in range(rounds)]
+
+            allowed = await asyncio.gather(*(caller(n) for n in range(callers)))
+            return streamed, [a for mine in allowed for a in mine]
+
+    streamed, allowed = asyncio.run(main())
+    assert len(allowed) == callers * rounds and all(allowed)
+    assert sum(streamed.calls) == callers * rounds
+    assert streamed.calls[:2] == [10, 10]
+    assert set(streamed.calls) == {10}, f"the two batches fragmented: {sorted(set(streamed.calls))}"
 
 
 def test_a_bad_check_fails_only_its_own_caller(coord: CoordUnderTest) -> None:
@@ -350,10 +372,12 @@ def test_many_batches_at_once_all_get_decided(coord: CoordUnderTest) -> None:
             batcher = client.ratelimit._batcher
             assert batcher is not None
             streamed.probe = lambda: len(batcher._stream._written) if batcher._stream else 0
-            decisions = await asyncio.gather(*(client.limit(f"many:{i}", rate="5/m") for i in range(800)))
+            checks = 50 * _CheckBatcher.MAX_BATCH  # 50 batches: more than may be in flight
+            decisions = await asyncio.gather(*(client.limit(f"many:{i}", rate="5/m") for i in range(checks)))
             return decisions, streamed
 
     decisions, streamed = asyncio.run(main())
-    assert len(decisions) == 800 and all(d.allowed and d.remaining == 4 for d in decisions)
-    assert sum(streamed.calls) == 800 and len(streamed.calls) == 50  # more batches than may be in flight
+    assert len(decisions) == 50 * _CheckBatcher.MAX_BATCH
+    assert all(d.allowed and d.remaining == 4 for d in decisions)
+    assert len(streamed.calls) == 50 > BATCHES_IN_FLIGHT and sum(streamed.calls) == len(decisions)
     assert max(streamed.probed) <= BATCHES_IN_FLIGHT  # written and unanswered at once: never more
