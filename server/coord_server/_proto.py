@@ -35,3 +35,19 @@ def duration_of_ms(millis: int) -> duration_pb2.Duration:
     seconds, rest = divmod(abs(millis), 1000)
     sign = -1 if millis < 0 else 1
     return duration_pb2.Duration(seconds=sign * seconds, nanos=sign * rest * _NANOS_PER_MS)
+
+
+# The same values as plain dicts, which message constructors take for message fields at about a third
+# of the cost of building the messages: for replies built on every call of a hot path.
+
+
+def timestamp_fields_ms(millis: int) -> dict[str, int] | None:
+    """:func:`timestamp_ms` as constructor fields; None (field left unset) for 0."""
+    if millis <= 0:
+        return None
+    return {"seconds": millis // 1000, "nanos": (millis % 1000) * _NANOS_PER_MS}
+
+
+def duration_fields_ms(millis: int) -> dict[str, int]:
+    """:func:`duration_of_ms` as constructor fields, for ``millis`` >= 0 (empty for 0)."""
+    return {"seconds": millis // 1000, "nanos": (millis % 1000) * _NANOS_PER_MS} if millis > 0 else {}

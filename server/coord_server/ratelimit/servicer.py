@@ -14,7 +14,7 @@ from google.rpc import status_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from .._grpc import answer_each, item_status, rpc, stream_rpc
-from .._proto import duration_ms
+from .._proto import duration_fields_ms, duration_ms, timestamp_fields_ms
 from ..errors import invalid
 from ..redis import rpc_deadline
 from ..validation import Limits
@@ -251,8 +251,7 @@ def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
 
 def _duration_us(micros: int) -> dict[str, int]:
     """A Duration of ``micros`` rounded up to whole milliseconds."""
-    millis = -(-micros // 1000)
-    return {"seconds": millis // 1000, "nanos": millis % 1000 * 1_000_000} if millis > 0 else {}
+    return duration_fields_ms(-(-micros // 1000))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -293,7 +292,6 @@ def _check_fields(named: list[_Named], decision: Decision) -> dict[str, Any]:
         state = headers.ratelimit(
             (n.name, s.remaining, s.reset_after_us) for n, s in zip(named, statuses, strict=True)
         )
-    decide_ms = decision.now_us // 1000
     return {
         "allowed": decision.allowed,
         "limit": named[binding].item.rule.limit,
@@ -305,9 +303,7 @@ def _check_fields(named: list[_Named], decision: Decision) -> dict[str, Any]:
         "ratelimit_policy_header": policy,
         "backend_unavailable": decision.backend_unavailable,
         # Unset for 0 (no Redis clock: decided by the failure modes).
-        "decide_time": {"seconds": decide_ms // 1000, "nanos": decide_ms % 1000 * 1_000_000}
-        if decide_ms > 0
-        else None,
+        "decide_time": timestamp_fields_ms(decision.now_us // 1000),
     }
 
 
