@@ -3,7 +3,8 @@
 The run owns its processes: a private redis-server (no persistence), a real Coord server and the bare
 gRPC echo floor, each a child on a free 127.0.0.1 port, stopped by pid when the run ends. Load comes
 from this process (asyncio, uvloop when installed). The table goes to stdout as Markdown, the rows to
-``bench/results/latest.json``; progress goes to stderr.
+``bench/results/latest.json``; progress goes to stderr. With ``--write-docs`` the run also rewrites
+docs/benchmark-results.md (bench/_results.py), the one page that holds benchmark figures.
 
 A service adds its benchmarks by writing ``bench/<service>.py`` with a ``BENCHMARKS`` tuple and adding
 that module to ``SUITES`` below.
@@ -15,11 +16,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import os
-import platform
+import shlex
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,6 +31,8 @@ import redis.asyncio as aioredis
 from . import cache, events, latency, levers, lock, ratelimit, session
 from ._harness import Benchmark, Env, Plan, Row, new_event_loop, progress, table, write_json
 from ._procs import Processes, start_all, start_coord
+from ._results import DOCS, Machine, RunInfo
+from ._results import write as write_docs
 
 SUITES = (cache, latency, ratelimit, lock, session, events, levers)
 
@@ -62,6 +65,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--concurrency", type=_levels, nargs="+", metavar="K", help="concurrent callers, e.g. 1,64 or 1 16 64"
     )
     parser.add_argument("--json", type=Path, default=RESULTS, metavar="PATH", help="where to write the rows")
+    parser.add_argument(
+        "--write-docs",
+        type=Path,
+        nargs="?",
+        const=DOCS,
+        metavar="PATH",
+        help="also write the results page (default docs/benchmark-results.md)",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return parser.parse_args(argv)
 
@@ -143,16 +154,6 @@ async def _run(
         await redis.aclose()
 
 
-def _describe(plan: Plan, redis_version: str) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"{now}; {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}; Python "
-        f"{platform.python_version()}, grpcio {grpc.__version__}, Redis {redis_version}; "
-        f"{plan.rounds} rounds x {plan.duration:g}s per side, "
-        f"concurrency {', '.join(map(str, plan.concurrency))}"
-    )
-
-
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwind, so that the children are stopped
 
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m bench: nothing matches --only {' '.join(args.only)}", file=sys.stderr)
         return 2
     plan = _plan(args)
+    started, clock = datetime.datetime.now(datetime.UTC), time.monotonic()
     signal.signal(signal.SIGTERM, _on_sigterm)
     with tempfile.TemporaryDirectory(prefix="coord-bench-") as tmp, contextlib.ExitStack() as children:
         workdir = Path(tmp)
@@ -182,11 +184,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             failed: list[str] = []
             rows = runner.run(_run(benchmarks, plan, procs, workdir, children, failed=failed))
-    print(_describe(plan, procs.redis_version))
+    run = RunInfo(
+        started=started,
+        seconds=time.monotonic() - clock,
+        machine=Machine.here(procs.redis_version),
+        plan=plan,
+        quick=args.quick,
+        command=shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
+        only=tuple(args.only or ()),
+        failed=tuple(failed),
+    )
+    print(run.describe())
     print()
     print(table(rows))
     write_json(rows, args.json)
     print(f"\nrows written to {args.json}", file=sys.stderr)
+    if args.write_docs is not None:
+        write_docs(run, rows, args.write_docs)
+        print(f"results page written to {args.write_docs}", file=sys.stderr)
     if failed:
         print(f"python -m bench: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
