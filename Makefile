@@ -16,7 +16,31 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 # for example BUF_AGAINST=old-image.binpb.
 BUF_AGAINST ?= .git\#branch=main,subdir=protos
 
-.PHONY: all run test test-polyglot lint proto bench fmt clean node
+# System tools, one per line as command:Debian-package. `make deps` (the first step of `make test`)
+# checks that each command is on PATH; what is missing it installs with apt-get when run as root, and
+# otherwise it stops with the one apt-get line to run. A new tool is one more line here.
+TOOLS := \
+  redis-server:redis-server \
+  redis-cli:redis-tools \
+  node:nodejs \
+  npm:npm \
+  faketime:faketime
+command_of = $(word 1,$(subst :, ,$(1)))
+package_of = $(word 2,$(subst :, ,$(1)))
+# Make's own PATH lookup: the check starts no process, so `make test` stays cheap once all is there.
+on_path = $(firstword $(wildcard $(addsuffix /$(1),$(subst :, ,$(PATH)))))
+# The packages of those of the commands $(1) that are not on PATH.
+missing = $(sort $(foreach tool,$(TOOLS),$(if $(filter $(call command_of,$(tool)),$(1)),$(if \
+  $(call on_path,$(call command_of,$(tool))),,$(call package_of,$(tool))))))
+# $(call install,commands): as a recipe line, nothing when all of them are on PATH; else apt-get
+# (one update, one install) as root, or a stop that names the one line to run.
+install = $(if $(call missing,$(1)),$(if $(AS_ROOT),apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq $(call missing,$(1)) >/dev/null,$(error missing system packages; run: sudo \
+  apt-get install -y $(call missing,$(1)))))
+# Whether apt-get may run, as root; asked only when something is missing (AS_ROOT= says no).
+AS_ROOT ?= $(filter 0,$(shell id -u))
+
+.PHONY: all run test test-polyglot lint proto bench fmt clean node deps
 
 all: $(GEN_STAMP)
 
@@ -42,8 +66,12 @@ $(GEN_STAMP): $(PROTOS) $(STAMP)
 
 proto: $(GEN_STAMP)
 
+# Installs what TOOLS lists and this machine lacks (see above); does nothing when all is there.
+deps:
+	$(call install,$(foreach tool,$(TOOLS),$(call command_of,$(tool))))
+
 # npm packages are reinstalled (exactly as locked) only when the lock file changes.
-$(NODE_STAMP): $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json | deps
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -52,11 +80,11 @@ node: $(NODE_STAMP)
 run: $(GEN_STAMP)
 	$(PY) -m coord_server
 
-test: $(GEN_STAMP) $(NODE_STAMP)
+test: deps $(GEN_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Only the Node.js client suite and the service-config checks, against single node and cluster.
-test-polyglot: $(GEN_STAMP) $(NODE_STAMP)
+test-polyglot: deps $(GEN_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests/polyglot $(PYTEST_ARGS)
 
 lint: $(GEN_STAMP)
@@ -71,6 +99,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix server client tests bench
 
 bench: $(GEN_STAMP)
+	$(call install,redis-server)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -18,7 +18,7 @@ import redis
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord_client import Client
 from coord_server.cache.keys import CacheKeys
-from coord_server.scripts import ScriptSet
+from coord_server.redis import ScriptSet
 
 from ._harness import Benchmark, Env, Row, Side, compare, progress
 from .floor import ECHO_METHOD, FLOOR_NAME

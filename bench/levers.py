@@ -8,7 +8,7 @@ lever" against "Coord without it": a ratio above 1.00x means the lever pays.
 - ``levers.hiredis``: redis-py with the hiredis reply parser (installed) against its pure-Python
   parser (the second server starts with hiredis hidden from ``import``).
 - ``levers.coalesce``: concurrent requests' scripts pipelined (on a single node: one shared,
-  self-pipelining connection, coord_server/resp.py) against one redis-py round trip per request on
+  self-pipelining connection, coord_server/redis/pipe.py) against one redis-py round trip per request on
   pooled connections (``COORD_REDIS_COALESCE=0``).
 - ``levers.workers``: ``--workers 2`` (two processes on one port, SO_REUSEPORT) against one. The load
   uses 4 channels with their own connections on both sides, since the kernel spreads connections,

@@ -48,7 +48,7 @@ from coord_client import AsyncClient
 from coord_client.ratelimit import Limit
 from coord_server.ratelimit.keys import RateLimitKeys
 from coord_server.ratelimit.rules import Algorithm, make_rule
-from coord_server.scripts import ScriptSet
+from coord_server.redis import ScriptSet
 
 from ._harness import Benchmark, Env, Row, Side, compare, paced, progress, redis_cpu_rows
 from ._stream import Multiplexed

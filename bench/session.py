@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 
 from coord.session.v1 import session_pb2, session_pb2_grpc
-from coord_server.scripts import ScriptSet
-from coord_server.session.keys import SessionKeys, parse_token
+from coord_server.redis import ScriptSet
+from coord_server.session.keys import SessionKeys
+from coord_server.session.tokens import parse_token
 
 from ._harness import Benchmark, Env, Row, Side, compare, progress
 

@@ -31,23 +31,12 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from .errors import CoordError, from_grpc_error
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def utc(stamp: timestamp_pb2.Timestamp) -> datetime:
-    """``stamp.ToDatetime(tzinfo=UTC)``, without protobuf's pure-Python helpers (a rate-limit
-    decision reads one per check)."""
-    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
-
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
@@ -56,6 +45,7 @@ MAX_MESSAGE_BYTES = 64 << 20
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+ChannelT = TypeVar("ChannelT", grpc.Channel, grpc.aio.Channel)
 Options = Sequence[tuple[str, Any]]
 Metadata = Sequence[tuple[str, str]]
 
@@ -171,6 +161,15 @@ class _Attempts:
         self.attempt += 1
         return max(0.0, self.deadline - time.monotonic())
 
+    def failed(self, exc: grpc.RpcError) -> float:
+        """After attempt ``exc`` failed: the seconds to wait before the next one, or (no retry) raise
+        its :class:`CoordError`."""
+        error = from_grpc_error(exc)
+        delay = self.delay_before_retry(error)
+        if delay is None:
+            raise error from exc
+        return delay
+
     def delay_before_retry(self, error: CoordError) -> float | None:
         """Seconds to wait before the next attempt, or None to raise ``error`` now."""
         policy = self.policy
@@ -186,25 +185,38 @@ class _Attempts:
         return delay
 
 
-class Transport:
-    """A sync channel plus the call defaults (deadline, retries, metadata). Service APIs send through it."""
+class BaseTransport(Generic[ChannelT]):
+    """What both transports are: a channel plus the call defaults (deadline, retries, metadata).
+
+    Only sending (and closing) differs between :class:`Transport` and :class:`AsyncTransport`.
+    """
 
     def __init__(
         self,
-        channel: grpc.Channel,
+        channel: ChannelT,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         metadata: Metadata = (),
     ) -> None:
-        self.channel = channel
+        self.channel: ChannelT = channel
         self.timeout = timeout
         self.retry = retry
         # Sent with every call, streams included (the service modules open those themselves).
         self.metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
 
     def policy(self, method: str) -> RetryPolicy | None:
-        return _policy(method, self.retry)
+        """The retry policy of ``method``: none unless the service config marks it idempotent."""
+        if method not in RETRY_POLICIES:
+            return None
+        return self.retry if self.retry is not None else RETRY_POLICIES[method]
+
+    def _attempts(self, method: str, timeout: float | None) -> _Attempts:
+        return _Attempts(method, self.timeout if timeout is None else timeout, self.policy(method))
+
+
+class Transport(BaseTransport[grpc.Channel]):
+    """A sync channel plus the call defaults (deadline, retries, metadata). Service APIs send through it."""
 
     def call(
         self,
@@ -214,41 +226,20 @@ class Transport:
         timeout: float | None = None,
     ) -> Resp:
         """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError."""
-        attempts = _Attempts(method, self.timeout if timeout is None else timeout, self.policy(method))
+        attempts = self._attempts(method, timeout)
         while True:
             try:
                 return callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.RpcError as exc:
-                error = from_grpc_error(exc)
-                cause: BaseException = exc
-            delay = attempts.delay_before_retry(error)
-            if delay is None:
-                raise error from cause
+                delay = attempts.failed(exc)
             time.sleep(delay)
 
     def close(self) -> None:
         self.channel.close()
 
 
-class AsyncTransport:
-    """The asyncio twin of :class:`Transport` over a ``grpc.aio`` channel."""
-
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        metadata: Metadata = (),
-    ) -> None:
-        self.channel = channel
-        self.timeout = timeout
-        self.retry = retry
-        # Sent with every call, streams included (the service modules open those themselves).
-        self.metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
-
-    def policy(self, method: str) -> RetryPolicy | None:
-        return _policy(method, self.retry)
+class AsyncTransport(BaseTransport[grpc.aio.Channel]):
+    """:class:`Transport` over a ``grpc.aio`` channel: the same, but for the awaiting."""
 
     async def call(
         self,
@@ -258,27 +249,16 @@ class AsyncTransport:
         timeout: float | None = None,
     ) -> Resp:
         """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError."""
-        attempts = _Attempts(method, self.timeout if timeout is None else timeout, self.policy(method))
+        attempts = self._attempts(method, timeout)
         while True:
             try:
                 return await callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
-                error = from_grpc_error(exc)
-                cause: BaseException = exc
-            delay = attempts.delay_before_retry(error)
-            if delay is None:
-                raise error from cause
+                delay = attempts.failed(exc)
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
         await self.channel.close(grace=None)
-
-
-def _policy(method: str, override: RetryPolicy | None) -> RetryPolicy | None:
-    """The policy for ``method``: none unless the service config marks it idempotent."""
-    if method not in RETRY_POLICIES:
-        return None
-    return override if override is not None else RETRY_POLICIES[method]
 
 
 def sync_channel(
@@ -304,11 +284,11 @@ __all__ = [
     "RETRIED_METHODS",
     "SERVICE_CONFIG",
     "AsyncTransport",
+    "BaseTransport",
     "RetryEvent",
     "RetryPolicy",
     "Transport",
     "async_channel",
     "channel_options",
     "sync_channel",
-    "utc",
 ]

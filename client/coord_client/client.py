@@ -6,12 +6,14 @@
         client.cache.set("k", b"v", ttl=30)
 
 A service joins the client with one line in each ``__init__`` below (``self.lock = LockAPI(t)``),
-next to ``cache``. Both clients share the channel options, deadlines and retry rules of ``_base``.
+next to ``cache``. Both clients share the channel options, deadlines and retry rules of ``_base``, and
+what :class:`_ClientBase` holds; each only opens its kind of channel and closes it its own way.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Generic
 
 import grpc
 
@@ -19,6 +21,8 @@ from ._base import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     AsyncTransport,
+    BaseTransport,
+    ChannelT,
     Metadata,
     Options,
     RetryPolicy,
@@ -33,7 +37,22 @@ from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
 from .session import AsyncSessionAPI, SessionAPI
 
 
-class Client:
+class _ClientBase(Generic[ChannelT]):
+    """What both clients hold: the target and the one transport every service API sends through."""
+
+    _transport: BaseTransport[ChannelT]
+
+    def __init__(self, target: str, transport: BaseTransport[ChannelT]) -> None:
+        self.target = target
+        self._transport = transport
+
+    @property
+    def channel(self) -> ChannelT:
+        """The underlying channel, for stubs of services this client does not wrap."""
+        return self._transport.channel
+
+
+class Client(_ClientBase[grpc.Channel]):
     """A sync Coord client. Thread-safe; reuse one per process rather than one per call.
 
     ``timeout`` is the default deadline of every call in seconds (retries included); each method
@@ -42,6 +61,8 @@ class Client:
     ``options`` are extra gRPC channel options, ``credentials`` make the channel use TLS, and
     ``metadata`` is sent with every call.
     """
+
+    _transport: Transport
 
     def __init__(
         self,
@@ -53,22 +74,16 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
     ) -> None:
-        self.target = target
         t = Transport(
             sync_channel(target, options, credentials), timeout=timeout, retry=retry, metadata=metadata
         )
-        self._transport = t
+        super().__init__(target, t)
         self.cache = CacheAPI(t)
         self.lock = LockAPI(t)
         self.ratelimit = RateLimitAPI(t)
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
         self.session = SessionAPI(t)
         self.events = EventsAPI(t)
-
-    @property
-    def channel(self) -> grpc.Channel:
-        """The underlying channel, for stubs of services this client does not wrap."""
-        return self._transport.channel
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -83,12 +98,14 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase[grpc.aio.Channel]):
     """The asyncio Coord client, with the same arguments and services as :class:`Client`.
 
     Create it inside the event loop that will use it; close it with ``await client.close()`` or
     ``async with``.
     """
+
+    _transport: AsyncTransport
 
     def __init__(
         self,
@@ -101,22 +118,17 @@ class AsyncClient:
         metadata: Metadata = (),
         batch_checks: bool = True,
     ) -> None:
-        self.target = target
-        channel = async_channel(target, options, credentials)
-        t = AsyncTransport(channel, timeout=timeout, retry=retry, metadata=metadata)
-        self._transport = t
+        t = AsyncTransport(
+            async_channel(target, options, credentials), timeout=timeout, retry=retry, metadata=metadata
+        )
+        super().__init__(target, t)
         self.cache = AsyncCacheAPI(t)
         self.lock = AsyncLockAPI(t)
-        # batch_checks: concurrent rate-limit checks share CheckBatch calls (see ratelimit._CheckBatcher).
+        # batch_checks: concurrent rate-limit checks share CheckBatch calls (see ratelimit/batching.py).
         self.ratelimit = AsyncRateLimitAPI(t, batch=batch_checks)
         self.limit = self.ratelimit.limit
         self.session = AsyncSessionAPI(t)
         self.events = AsyncEventsAPI(t)
-
-    @property
-    def channel(self) -> grpc.aio.Channel:
-        """The underlying channel, for stubs of services this client does not wrap."""
-        return self._transport.channel
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

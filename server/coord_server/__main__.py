@@ -42,12 +42,13 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 after a signal, 2 for a configuration error (found while reading the settings
+    or while starting the services), 1 when the server cannot start or a worker failed."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings(args)
     except ConfigError as exc:
-        print(f"coord-server: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _configuration_error(exc)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,10 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if supervise:
                 return runner.run(_supervise(settings, args))
             runner.run(serve(settings))
+    except ConfigError as exc:
+        return _configuration_error(exc)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
+
+
+def _configuration_error(error: ConfigError) -> int:
+    print(f"coord-server: configuration error: {error}", file=sys.stderr)
+    return 2
 
 
 async def _supervise(settings: Settings, args: list[str]) -> int:

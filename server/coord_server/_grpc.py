@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import time
@@ -35,7 +34,7 @@ from .errors import (
     SubscriberTooSlow,
     TooLarge,
 )
-from .redis import rpc_deadline
+from .redis import deadline
 
 log = logging.getLogger("coord_server.rpc")
 
@@ -106,10 +105,10 @@ def internal_error() -> CoordError:
     return CoordError("internal error; the server log has the details")
 
 
-def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> contextvars.Token[float | None]:
-    """Record the caller's deadline for the Redis layer (see redis.rpc_deadline)."""
+def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> deadline.Token:
+    """Record the caller's deadline for the Redis layer (see redis/deadline.py)."""
     remaining = context.time_remaining()
-    return rpc_deadline.set(time.monotonic() + remaining if remaining is not None else None)
+    return deadline.set(time.monotonic() + remaining if remaining is not None else None)
 
 
 async def _fail(name: str, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
@@ -133,7 +132,7 @@ async def _boundary(name: str, context: grpc.aio.ServicerContext[Any, Any]) -> A
         await _fail(name, context, error)
     finally:
         with contextlib.suppress(ValueError):  # a stream generator closed from another context
-            rpc_deadline.reset(token)
+            deadline.reset(token)
 
 
 def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
@@ -154,7 +153,7 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
         except Exception as error:
             await _fail(name, context, error)
         finally:
-            rpc_deadline.reset(token)
+            deadline.reset(token)
 
     return wrapper
 

@@ -23,15 +23,16 @@ from .config import Settings
 from .embedded import EmbeddedRedis
 from .errors import StartupError
 from .health import HealthMonitor
+from .ratelimit.policies import PolicyRegistry
 from .redis import RedisBackend
 
 log = logging.getLogger("coord_server")
 
 # Every service registers itself through one function: (server, redis, settings) -> full service name.
+# RateLimit's also takes the policy registry, which the app owns (build_server) and reloads on SIGHUP.
 ServiceInstaller = Callable[[grpc.aio.Server, RedisBackend, Settings], str]
 SERVICES: tuple[ServiceInstaller, ...] = (
     cache.add_to_server,
-    ratelimit.add_to_server,
     session.add_to_server,
     events.add_to_server,
     lock.add_to_server,
@@ -51,14 +52,30 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def build_server(settings: Settings, redis: RedisBackend) -> tuple[grpc.aio.Server, HealthMonitor]:
-    """A configured, not yet started server with every service, health and reflection."""
+@dataclass(frozen=True)
+class BuiltServer:
+    """A configured, not yet started server and the state the app owns beside it."""
+
+    server: grpc.aio.Server
+    health: HealthMonitor
+    policies: PolicyRegistry  # the rate limit policies its RateLimitService answers from
+
+
+def build_server(settings: Settings, redis: RedisBackend) -> BuiltServer:
+    """A configured, not yet started server with every service, health and reflection.
+
+    A setting the services cannot use (a policy file with an error...) raises ConfigError.
+    """
     server = grpc.aio.server(options=server_options(settings))
-    names = [install(server, redis, settings) for install in SERVICES]
+    policies = ratelimit.load_policies(settings)
+    names = [
+        ratelimit.add_to_server(server, redis, settings, policies),
+        *(install(server, redis, settings) for install in SERVICES),
+    ]
     monitor = HealthMonitor(redis, names, settings.health_interval)
     health_pb2_grpc.add_HealthServicer_to_server(monitor.servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    return server, monitor
+    return BuiltServer(server, monitor, policies)
 
 
 @dataclass
@@ -70,10 +87,15 @@ class RunningServer:
     redis: RedisBackend
     health: HealthMonitor
     embedded: EmbeddedRedis | None
+    policies: PolicyRegistry
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def reload(self) -> None:
+        """What SIGHUP does: re-read the rate limit policy file; a bad one is logged and the old stay."""
+        self.policies.reload()
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +116,8 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
             timeout=settings.redis_timeout,
             coalesce=settings.redis_coalesce,
         )
-        server, monitor = build_server(settings, redis)
+        built = build_server(settings, redis)
+        server, monitor = built.server, built.health
         try:
             port = server.add_insecure_port(settings.listen)
         except RuntimeError as exc:
@@ -108,7 +131,7 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
         # SERVING (a supervisor, a test) must find this line already written.
         log.info("Coord listening on %s:%d; Redis: %s", settings.listen.rsplit(":", 1)[0], port, where)
         await monitor.start()
-        yield RunningServer(server, port, redis, monitor, embedded)
+        yield RunningServer(server, port, redis, monitor, embedded, built.policies)
     finally:
         log.info("shutting down: NOT_SERVING, draining in-flight RPCs for up to %gs", settings.shutdown_grace)
         if monitor is not None:
@@ -128,8 +151,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
-    loop.add_signal_handler(signal.SIGHUP, ratelimit.reload_policies)
-    async with running(settings):
+    # Nothing to reload until the server runs, but an early SIGHUP must not end the process either.
+    loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP before start-up finished: nothing to reload yet")
+    async with running(settings) as app:
+        loop.add_signal_handler(signal.SIGHUP, app.reload)  # replaces the handler above
         await stop.wait()
 
 

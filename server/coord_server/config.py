@@ -1,34 +1,57 @@
 """Server settings: one frozen object built from ``COORD_*`` environment variables and flags.
 
-A flag wins over its environment variable, which wins over the default. Durations accept ``250ms``,
-``5s``, ``2m``, ``1h``, ``1d`` or a bare number of seconds.
+Each field of :class:`Settings` declares, once, its environment variable, its help text and how its
+text is read; the flag (``COORD_MAX_BATCH`` -> ``--max-batch``), the argument parser, the loader and
+``docs/configuration.md`` (``python -m coord_server.config --markdown``) all come from that.
+
+A flag wins over its environment variable, which wins over the default. Durations use Coord's one
+duration syntax (:func:`coord_client._convert.parse_duration`: ``250ms``, ``10s``, ``1h30m``, ``1d``
+or bare seconds) and must be longer than zero unless the setting says what 0 means.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+from coord_client import _convert
+
+T = TypeVar("T")
+Kind = Literal["text", "bool", "int", "size", "duration", "path"]
+
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|k|m|g)?\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
+_TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_METAVARS: dict[Kind, str] = {
+    "text": "TEXT",
+    "bool": "0|1",
+    "int": "N",
+    "size": "SIZE",
+    "duration": "DURATION",
+    "path": "PATH",
+}
 
 
 class ConfigError(ValueError):
-    """A setting has a value the server cannot use; the message names the setting."""
+    """The configuration is wrong: a setting has a value the server cannot use (the message names
+    it), or a file a setting names cannot be used. ``python -m coord_server`` exits with status 2
+    on it, whether it is found while reading the settings or while starting the services."""
 
 
-def parse_duration(text: str, name: str) -> float:
-    """Parse ``text`` as a duration in seconds, or raise ConfigError naming ``name``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"{name}: {text!r} is not a duration (examples: 250ms, 5s, 2m, 1h, 1d)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+def parse_duration(text: str, name: str, *, allow_zero: bool = False) -> float:
+    """``text`` in Coord's duration syntax, as seconds, or a ConfigError naming ``name``."""
+    try:
+        return _convert.parse_duration(text, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def parse_size(text: str, name: str) -> int:
@@ -49,66 +72,312 @@ def _parse_bool(text: str, name: str) -> bool:
     raise ConfigError(f"{name}: {text!r} is not a boolean (use 1/0, true/false)")
 
 
+def _parse_int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the duration syntax, largest units first (``1800`` -> ``30m``, ``90`` -> ``1m30s``)."""
+    millis = round(seconds * 1000)
+    if millis == 0:
+        return "0"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def format_size(size: int) -> str:
+    """``size`` in the size syntax: whole GiB, MiB or KiB where it is one, else bytes."""
+    for unit, bytes_ in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size and size % bytes_ == 0:
+            return f"{size // bytes_}{unit}"
+    return str(size)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, read and documented (the ``metadata`` of its Settings field)."""
+
+    env: str
+    help: str
+    kind: Kind
+    zero: str = ""  # durations: what 0 means; empty when 0 is refused
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.env.removeprefix("COORD_").lower().replace("_", "-")
+
+    @property
+    def meaning(self) -> str:
+        return f"{self.help} (0: {self.zero})" if self.zero else self.help
+
+    def parse(self, raw: str, label: str) -> Any:
+        """``raw`` (from the environment or a flag) as this setting's value; ConfigError names ``label``."""
+        if self.kind == "duration":
+            return parse_duration(raw, label, allow_zero=bool(self.zero))
+        if self.kind == "size":
+            return parse_size(raw, label)
+        if self.kind == "int":
+            return _parse_int(raw, label)
+        if self.kind == "bool":
+            return _parse_bool(raw, label)
+        if self.kind == "path":
+            return Path(raw)
+        return raw
+
+    def show(self, value: Any) -> str:
+        """``value`` as it would be written in the environment (for --help and the docs)."""
+        if self.kind == "duration":
+            return format_duration(value)
+        if self.kind == "size":
+            return format_size(value)
+        if self.kind == "bool":
+            return "1" if value else "0"
+        return str(value)
+
+
+def setting(default: T, env: str, help: str, kind: Kind, *, zero: str = "") -> T:
+    """A Settings field: its default, environment variable, help text and kind, written once."""
+    if not env.startswith("COORD_") or (zero and kind != "duration"):
+        raise ValueError(f"{env}: variables start with COORD_, and only durations say what 0 means")
+    spec = Spec(env, help, kind, zero)
+    return field(default=default, metadata={"spec": spec})
+
+
+def text(default: str, env: str, help: str) -> str:
+    return setting(default, env, help, "text")
+
+
+def boolean(default: bool, env: str, help: str) -> bool:
+    return setting(default, env, help, "bool")
+
+
+def whole(default: int, env: str, help: str) -> int:
+    return setting(default, env, help, "int")
+
+
+def size(default: int, env: str, help: str) -> int:
+    return setting(default, env, help, "size")
+
+
+def path(default: Path, env: str, help: str) -> Path:
+    return setting(default, env, help, "path")
+
+
+def duration(default: float, env: str, help: str, *, zero: str = "") -> float:
+    """A duration setting; ``zero`` says what 0 means, and 0 is refused when it is empty."""
+    return setting(default, env, help, "duration", zero=zero)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server is configured with. Built once at start; never mutated."""
 
-    listen: str = "127.0.0.1:50051"
-    redis_url: str = ""  # empty: start an embedded redis-server
-    redis_cluster: bool = False
-    data_dir: Path = Path(".coord")
-    max_message_bytes: int = 4 << 20  # room for batches; must exceed max_value_bytes
-    shutdown_grace: float = 10.0
-    log_level: str = "INFO"
-    redis_timeout: float = 2.0  # upper bound of one Redis round trip when the RPC has no deadline
-    health_interval: float = 1.0
-    max_key_bytes: int = 1024
-    max_value_bytes: int = 1 << 20
-    max_batch: int = 1000
-    min_ttl: float = 0.001
-    max_ttl: float = 30 * 86400.0
-    default_ttl: float = 3600.0
-    tombstone_ttl: float = 3600.0  # how long a deleted cache key remembers its last version
-    tenant: str = "default"
-    ratelimit_policies: str = ""  # path of the rate limit policy file (YAML); empty: no named policies
-    ratelimit_timeout: float = 0.25  # longest wait for Redis in a rate limit Check before failing open/closed
-    ratelimit_deny_cache: bool = False  # answer repeated checks of a key denied until T from memory until T
-    session_max_attributes_bytes: int = 64 * 1024  # names plus values of one session's attributes
-    session_default_idle: float = 1800.0  # idle (sliding) timeout when Create gives none
-    session_default_absolute: float = 12 * 3600.0  # absolute timeout when Create gives none
-    session_touch_interval: float = 60.0  # a touch rewrites Redis at most this often (or idle/20)
-    session_default_grace: float = 30.0  # how long a rotated-out token keeps working by default
-    session_max_grace: float = 300.0  # longest grace a Rotate may ask for
-    session_max_per_subject: int = 1000  # highest max_sessions a Create may ask for
-    session_tombstone_ttl: float = 300.0  # how long an ended session still reports why it ended
+    # -- the server ----------------------------------------------------------------------------
+    listen: str = text("127.0.0.1:50051", "COORD_LISTEN", "gRPC address (host:port; port 0 picks a free one)")
+    redis_url: str = text(
+        "",
+        "COORD_REDIS_URL",
+        "redis://, rediss:// or unix:// URL of Redis; empty starts an embedded redis-server",
+    )
+    redis_cluster: bool = boolean(
+        False, "COORD_REDIS_CLUSTER", "1: the URL is a seed node of a Redis Cluster"
+    )
+    # Like every helper here, path() returns a dataclasses.Field; ruff cannot tell that Path is immutable.
+    data_dir: Path = path(  # noqa: RUF009
+        Path(".coord"), "COORD_DATA_DIR", "directory of the embedded Redis (created 0700)"
+    )
+    max_message_bytes: int = size(
+        4 << 20,
+        "COORD_MAX_MESSAGE_SIZE",
+        "largest gRPC message in or out; at least the max value size plus 64KiB",
+    )
+    shutdown_grace: float = duration(
+        10.0,
+        "COORD_SHUTDOWN_GRACE",
+        "time in-flight RPCs get after SIGTERM/SIGINT",
+        zero="cancel them at once",
+    )
+    log_level: str = text("INFO", "COORD_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    redis_timeout: float = duration(
+        2.0, "COORD_REDIS_TIMEOUT", "longest wait for one Redis call (the RPC deadline bounds it further)"
+    )
+    health_interval: float = duration(
+        1.0, "COORD_HEALTH_INTERVAL", "how often Redis is probed for the health status"
+    )
+    tenant: str = text(
+        "default",
+        "COORD_TENANT",
+        "the tenant part of every Redis key (coord:TENANT:SERVICE:...), so that servers of different tenants "
+        "can share one Redis; 1-64 of A-Z a-z 0-9 _ . -",
+    )
+    event_loop: str = text("uvloop", "COORD_EVENT_LOOP", "the server's event loop: uvloop or asyncio")
+    redis_coalesce: bool = boolean(
+        True,
+        "COORD_REDIS_COALESCE",
+        "1: concurrent requests' Redis scripts share one pipelined connection (single node) or coalesced "
+        "pipelines (cluster)",
+    )
+    workers: int = whole(
+        1,
+        "COORD_WORKERS",
+        "server processes sharing the listen port (SO_REUSEPORT); above 1 this one supervises",
+    )
 
-    events_max_length: int = 100_000  # approximate most events one topic keeps
-    events_max_age: float = 7 * 86400.0  # longest time an event is kept; also an idle topic's lifetime
-    events_dedup_window: float = 120.0  # how long a publish dedup_id is remembered
-    events_heartbeat: float = 5.0  # default silence before a subscription gets a Progress frame
-    events_subscriber_buffer: int = 1000  # events buffered per subscriber before it is ended as too slow
-    events_pattern_refresh: float = 1.0  # how often pattern subscriptions look for new topics
-    events_ack_timeout: float = 30.0  # default time a consumed event may stay unacknowledged
-    events_max_deliveries: int = 5  # default deliveries before an event is dead-lettered
-    lock_default_ttl: float = 30.0  # lease of a lock grant when the request gives no TTL
-    lock_history: float = 600.0  # how long ended lock grants are remembered (Release/Extend outcomes)
-    lock_waiter_ttl: float = 3.0  # a dead server's lock waiters leave the queue after this
-    lock_waiter_heartbeat: float = 1.0  # how often a server renews its lock waiters (< waiter TTL)
-    lock_fallback: float = 5.0  # longest a waiter sleeps without a wake-up before it looks again
-    event_loop: str = "uvloop"  # the server's event loop: uvloop, or asyncio's own
-    redis_coalesce: bool = True  # scripts share one pipelined connection (single node) / pipelines (cluster)
-    workers: int = 1  # server processes sharing the listen port (SO_REUSEPORT)
+    # -- request limits (every service) and the cache ------------------------------------------
+    max_key_bytes: int = size(1024, "COORD_MAX_KEY_SIZE", "longest key, in bytes of UTF-8")
+    max_value_bytes: int = size(1 << 20, "COORD_MAX_VALUE_SIZE", "largest cache value or event payload")
+    max_batch: int = whole(1000, "COORD_MAX_BATCH", "most items in one batch request")
+    min_ttl: float = duration(0.001, "COORD_MIN_TTL", "shortest TTL a request may give")
+    max_ttl: float = duration(30 * 86400.0, "COORD_MAX_TTL", "longest TTL a request may give")
+    default_ttl: float = duration(
+        3600.0, "COORD_DEFAULT_TTL", "TTL of a cache write that gives none: every key has a TTL"
+    )
+    tombstone_ttl: float = duration(
+        3600.0, "COORD_TOMBSTONE_TTL", "how long a deleted cache key remembers its version and fences"
+    )
+
+    # -- rate limit ----------------------------------------------------------------------------
+    ratelimit_policies: str = text(
+        "",
+        "COORD_RATELIMIT_POLICIES",
+        "rate limit policy file (YAML), reloaded on SIGHUP; empty: no named policies",
+    )
+    ratelimit_timeout: float = duration(
+        0.25,
+        "COORD_RATELIMIT_TIMEOUT",
+        "longest wait for Redis in a rate limit check before its rules fail open or closed",
+    )
+    ratelimit_deny_cache: bool = boolean(
+        False,
+        "COORD_RATELIMIT_DENY_CACHE",
+        "1: remember exact denials and answer repeated checks of a denied key without Redis until its "
+        "retry_after (a Reset through another server is seen only then)",
+    )
+
+    # -- session -------------------------------------------------------------------------------
+    session_max_attributes_bytes: int = size(
+        64 * 1024,
+        "COORD_SESSION_MAX_ATTRIBUTES_SIZE",
+        "largest total of one session's attribute names and values",
+    )
+    session_default_idle: float = duration(
+        1800.0, "COORD_SESSION_IDLE", "idle (sliding) timeout when Create gives none"
+    )
+    session_default_absolute: float = duration(
+        12 * 3600.0,
+        "COORD_SESSION_ABSOLUTE",
+        "absolute timeout when Create gives none (raised to the idle timeout if shorter)",
+    )
+    session_touch_interval: float = duration(
+        60.0,
+        "COORD_SESSION_TOUCH_INTERVAL",
+        "a touch rewrites Redis at most this often, or every idle timeout / 20 if that is shorter",
+        zero="every touch writes",
+    )
+    session_default_grace: float = duration(
+        30.0,
+        "COORD_SESSION_GRACE",
+        "how long a rotated-out token keeps working when Rotate gives no grace",
+        zero="it stops at once",
+    )
+    session_max_grace: float = duration(
+        300.0,
+        "COORD_SESSION_MAX_GRACE",
+        "longest grace a Rotate may ask for",
+        zero="no grace may be asked for",
+    )
+    session_max_per_subject: int = whole(
+        1000,
+        "COORD_SESSION_MAX_PER_SUBJECT",
+        "highest per-subject session limit (max_sessions) a Create may ask for",
+    )
+    session_tombstone_ttl: float = duration(
+        300.0,
+        "COORD_SESSION_TOMBSTONE_TTL",
+        "how long an ended session still reports why it ended",
+        zero="it is forgotten at once",
+    )
+
+    # -- events --------------------------------------------------------------------------------
+    events_max_length: int = whole(
+        100_000, "COORD_EVENTS_MAX_LENGTH", "approximate most events one topic keeps"
+    )
+    events_max_age: float = duration(
+        7 * 86400.0, "COORD_EVENTS_MAX_AGE", "longest time an event is kept; also an idle topic's lifetime"
+    )
+    events_dedup_window: float = duration(
+        120.0, "COORD_EVENTS_DEDUP_WINDOW", "how long a publish dedup_id is remembered"
+    )
+    events_heartbeat: float = duration(
+        5.0,
+        "COORD_EVENTS_HEARTBEAT",
+        "silence before a subscription gets a Progress frame, when it asks for none",
+    )
+    events_subscriber_buffer: int = whole(
+        1000,
+        "COORD_EVENTS_SUBSCRIBER_BUFFER",
+        "events buffered per subscriber before it is ended as too slow",
+    )
+    events_pattern_refresh: float = duration(
+        1.0, "COORD_EVENTS_PATTERN_REFRESH", "how often pattern subscriptions look for new topics"
+    )
+    events_ack_timeout: float = duration(
+        30.0,
+        "COORD_EVENTS_ACK_TIMEOUT",
+        "time a consumed event may stay unacknowledged, when Consume gives none",
+    )
+    events_max_deliveries: int = whole(
+        5,
+        "COORD_EVENTS_MAX_DELIVERIES",
+        "deliveries before an event is dead-lettered, when Consume gives none",
+    )
+
+    # -- lock ----------------------------------------------------------------------------------
+    lock_default_ttl: float = duration(
+        30.0, "COORD_LOCK_DEFAULT_TTL", "lease of a lock grant when the request gives none"
+    )
+    lock_history: float = duration(
+        600.0,
+        "COORD_LOCK_HISTORY",
+        "how long ended lock grants are remembered, for the outcomes of Release and Extend",
+        zero="not remembered",
+    )
+    lock_waiter_ttl: float = duration(
+        3.0, "COORD_LOCK_WAITER_TTL", "a dead server's lock waiters leave the queue after this"
+    )
+    lock_waiter_heartbeat: float = duration(
+        1.0, "COORD_LOCK_WAITER_HEARTBEAT", "how often a server renews its lock waiters; below the waiter TTL"
+    )
+    lock_fallback: float = duration(
+        5.0, "COORD_LOCK_FALLBACK", "longest a lock waiter sleeps without a wake-up before it looks again"
+    )
 
     @property
     def embedded(self) -> bool:
         return not self.redis_url
 
     def validate(self) -> Settings:
-        """Check cross-field rules; returns self so calls chain."""
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        """Check each duration's range and the cross-field rules; returns self so calls chain."""
+        for name, spec in specs():
+            value = getattr(self, name)
+            if spec.kind == "duration" and not (
+                math.isfinite(value) and (value > 0 or (value == 0 and spec.zero))
+            ):
+                least = "0 or longer" if spec.zero else "longer than zero"
+                raise ConfigError(f"{spec.env}: must be {least} (got {value!r})")
+        if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigError(f"log level: {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
         if ":" not in self.listen:
             raise ConfigError(f"listen: {self.listen!r} must be host:port")
+        if not _TENANT.match(self.tenant):
+            raise ConfigError(f"tenant: {self.tenant!r} must be 1-64 of A-Z a-z 0-9 _ . -")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"redis url: {self.redis_url!r} must start with redis://, rediss:// or unix://")
         if self.redis_cluster and self.redis_url.startswith("unix://"):
@@ -134,178 +403,19 @@ class Settings:
         return self
 
 
-# name -> (environment variable, flag, parser, help)
-_SPEC: dict[str, tuple[str, str, str]] = {
-    "listen": ("COORD_LISTEN", "--listen", "address to serve gRPC on (host:port)"),
-    "redis_url": ("COORD_REDIS_URL", "--redis-url", "Redis URL; empty starts an embedded redis-server"),
-    "redis_cluster": (
-        "COORD_REDIS_CLUSTER",
-        "--redis-cluster",
-        "treat the URL as a Redis Cluster seed (1/0)",
-    ),
-    "data_dir": ("COORD_DATA_DIR", "--data-dir", "directory of the embedded Redis (created 0700)"),
-    "max_message_bytes": ("COORD_MAX_MESSAGE_SIZE", "--max-message-size", "largest gRPC message"),
-    "shutdown_grace": ("COORD_SHUTDOWN_GRACE", "--shutdown-grace", "time in-flight RPCs get on shutdown"),
-    "log_level": ("COORD_LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR"),
-    "redis_timeout": ("COORD_REDIS_TIMEOUT", "--redis-timeout", "longest wait for one Redis call"),
-    "health_interval": ("COORD_HEALTH_INTERVAL", "--health-interval", "how often Redis is probed"),
-    "max_key_bytes": ("COORD_MAX_KEY_SIZE", "--max-key-size", "longest key, in bytes"),
-    "max_value_bytes": ("COORD_MAX_VALUE_SIZE", "--max-value-size", "largest value"),
-    "max_batch": ("COORD_MAX_BATCH", "--max-batch", "most items in one batch request"),
-    "min_ttl": ("COORD_MIN_TTL", "--min-ttl", "shortest TTL accepted"),
-    "max_ttl": ("COORD_MAX_TTL", "--max-ttl", "longest TTL accepted"),
-    "default_ttl": ("COORD_DEFAULT_TTL", "--default-ttl", "TTL used when a request gives none"),
-    "tombstone_ttl": ("COORD_TOMBSTONE_TTL", "--tombstone-ttl", "how long deleted keys keep their version"),
-    "ratelimit_policies": (
-        "COORD_RATELIMIT_POLICIES",
-        "--ratelimit-policies",
-        "rate limit policy file (YAML), reloaded on SIGHUP",
-    ),
-    "ratelimit_timeout": (
-        "COORD_RATELIMIT_TIMEOUT",
-        "--ratelimit-timeout",
-        "longest wait for Redis in a rate limit check before its rules fail open or closed",
-    ),
-    "ratelimit_deny_cache": (
-        "COORD_RATELIMIT_DENY_CACHE",
-        "--ratelimit-deny-cache",
-        "remember exact denials and answer repeated checks of a denied key without Redis until its "
-        "retry_after (a Reset through another server is seen only then) (1/0)",
-    ),
-    "session_max_attributes_bytes": (
-        "COORD_SESSION_MAX_ATTRIBUTES_SIZE",
-        "--session-max-attributes-size",
-        "largest total of one session's attribute names and values",
-    ),
-    "session_default_idle": ("COORD_SESSION_IDLE", "--session-idle", "default session idle timeout"),
-    "session_default_absolute": (
-        "COORD_SESSION_ABSOLUTE",
-        "--session-absolute",
-        "default session absolute timeout",
-    ),
-    "session_touch_interval": (
-        "COORD_SESSION_TOUCH_INTERVAL",
-        "--session-touch-interval",
-        "longest time a session touch may be skipped (throttle)",
-    ),
-    "session_default_grace": (
-        "COORD_SESSION_GRACE",
-        "--session-grace",
-        "default time a rotated-out session token keeps working",
-    ),
-    "session_max_grace": ("COORD_SESSION_MAX_GRACE", "--session-max-grace", "longest rotation grace"),
-    "session_max_per_subject": (
-        "COORD_SESSION_MAX_PER_SUBJECT",
-        "--session-max-per-subject",
-        "highest per-subject session limit a Create may ask for",
-    ),
-    "session_tombstone_ttl": (
-        "COORD_SESSION_TOMBSTONE_TTL",
-        "--session-tombstone-ttl",
-        "how long an ended session still reports why it ended",
-    ),
-    "events_max_length": ("COORD_EVENTS_MAX_LENGTH", "--events-max-length", "most events one topic keeps"),
-    "events_max_age": ("COORD_EVENTS_MAX_AGE", "--events-max-age", "longest time an event is kept"),
-    "events_dedup_window": (
-        "COORD_EVENTS_DEDUP_WINDOW",
-        "--events-dedup-window",
-        "how long a publish dedup id is remembered",
-    ),
-    "events_heartbeat": ("COORD_EVENTS_HEARTBEAT", "--events-heartbeat", "default Progress interval"),
-    "events_subscriber_buffer": (
-        "COORD_EVENTS_SUBSCRIBER_BUFFER",
-        "--events-subscriber-buffer",
-        "events buffered per subscriber before it is ended as too slow",
-    ),
-    "events_pattern_refresh": (
-        "COORD_EVENTS_PATTERN_REFRESH",
-        "--events-pattern-refresh",
-        "how often pattern subscriptions look for new topics",
-    ),
-    "events_ack_timeout": ("COORD_EVENTS_ACK_TIMEOUT", "--events-ack-timeout", "default Consume ack timeout"),
-    "events_max_deliveries": (
-        "COORD_EVENTS_MAX_DELIVERIES",
-        "--events-max-deliveries",
-        "default deliveries before an event is dead-lettered",
-    ),
-    "lock_default_ttl": ("COORD_LOCK_DEFAULT_TTL", "--lock-default-ttl", "lock lease when none is given"),
-    "lock_history": ("COORD_LOCK_HISTORY", "--lock-history", "how long ended lock grants are remembered"),
-    "lock_waiter_ttl": (
-        "COORD_LOCK_WAITER_TTL",
-        "--lock-waiter-ttl",
-        "how long the queue entry of a lock waiter outlives its server's last heartbeat",
-    ),
-    "lock_waiter_heartbeat": (
-        "COORD_LOCK_WAITER_HEARTBEAT",
-        "--lock-waiter-heartbeat",
-        "how often a server renews its lock waiters' queue entries",
-    ),
-    "lock_fallback": (
-        "COORD_LOCK_FALLBACK",
-        "--lock-fallback",
-        "longest a lock waiter sleeps without a wake-up before it looks again",
-    ),
-    "event_loop": ("COORD_EVENT_LOOP", "--event-loop", "event loop of the server: uvloop or asyncio"),
-    "redis_coalesce": (
-        "COORD_REDIS_COALESCE",
-        "--redis-coalesce",
-        "pipeline concurrent requests' Redis scripts: one shared connection on a single node, "
-        "coalesced pipelines on a cluster (1/0)",
-    ),
-    "workers": ("COORD_WORKERS", "--workers", "server processes sharing the listen port (SO_REUSEPORT)"),
-}
-
-_DURATIONS = {
-    "shutdown_grace",
-    "redis_timeout",
-    "health_interval",
-    "min_ttl",
-    "max_ttl",
-    "default_ttl",
-    "tombstone_ttl",
-    "ratelimit_timeout",
-    "session_default_idle",
-    "session_default_absolute",
-    "session_touch_interval",
-    "session_default_grace",
-    "session_max_grace",
-    "session_tombstone_ttl",
-    "events_max_age",
-    "events_dedup_window",
-    "events_heartbeat",
-    "events_pattern_refresh",
-    "events_ack_timeout",
-    "lock_default_ttl",
-    "lock_history",
-    "lock_waiter_ttl",
-    "lock_waiter_heartbeat",
-    "lock_fallback",
-}
-_SIZES = {"max_message_bytes", "max_value_bytes", "max_key_bytes", "session_max_attributes_bytes"}
-_EVENTS_INTS = {"events_max_length", "events_subscriber_buffer", "events_max_deliveries"}
-
-
-def _convert(name: str, raw: str, label: str) -> object:
-    if name in _DURATIONS:
-        return parse_duration(raw, label)
-    if name in _SIZES:
-        return parse_size(raw, label)
-    if name in ("max_batch", "session_max_per_subject", "workers") or name in _EVENTS_INTS:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{label}: {raw!r} is not a whole number") from None
-    if name in ("redis_cluster", "redis_coalesce", "ratelimit_deny_cache"):
-        return _parse_bool(raw, label)
-    if name == "data_dir":
-        return Path(raw)
-    return raw
+def specs() -> list[tuple[str, Spec]]:
+    """Every setting's field name and spec, in the order Settings declares them."""
+    return [(f.name, f.metadata["spec"]) for f in fields(Settings)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coord-server", description="Run the Coord gRPC server.")
-    for name, (env, flag, text) in _SPEC.items():
-        parser.add_argument(flag, dest=name, default=None, help=f"{text} [env {env}]")
+    defaults = Settings()
+    for name, spec in specs():
+        shown = spec.show(getattr(defaults, name)) or "empty"
+        # argparse %-formats help texts.
+        text = f"{spec.meaning} [env {spec.env}, default {shown}]".replace("%", "%%")
+        parser.add_argument(spec.flag, dest=name, default=None, metavar=_METAVARS[spec.kind], help=text)
     return parser
 
 
@@ -313,13 +423,50 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     """Build Settings from ``environ`` (default ``os.environ``) overlaid with flags from ``argv``."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    values: dict[str, object] = {}
-    known = {f.name for f in fields(Settings)}
-    for name, (var, flag, _) in _SPEC.items():
-        assert name in known
+    values: dict[str, Any] = {}
+    for name, spec in specs():
         flag_value = getattr(args, name)
         if flag_value is not None:
-            values[name] = _convert(name, flag_value, flag)
-        elif env.get(var) not in (None, ""):
-            values[name] = _convert(name, env[var], var)
-    return Settings(**values).validate()  # type: ignore[arg-type]
+            values[name] = spec.parse(flag_value, spec.flag)
+        elif env.get(spec.env) not in (None, ""):
+            values[name] = spec.parse(env[spec.env], spec.env)
+    return Settings(**values).validate()
+
+
+_MARKDOWN_HEAD = """\
+# Configuration
+
+<!-- Generated from server/coord_server/config.py by `python -m coord_server.config --markdown`.
+     Edit the settings there and regenerate; a test checks that this file matches. -->
+
+Every setting is an environment variable and a flag of `python -m coord_server` (`--help` lists
+them too); a flag wins over the variable, which wins over the default.
+
+- Durations: `250ms`, `10s`, `5m`, `1h30m`, `1d` or a bare number of seconds (the same syntax as
+  `coordctl`). A duration must be longer than zero unless its meaning says what 0 does.
+- Sizes: `1024` (bytes), `512KiB`, `1MiB`.
+- Switches: `1`/`0` (also `true`/`false`, `yes`/`no`, `on`/`off`).
+
+A wrong value stops the server at start with exit status 2 and a message naming the setting.
+
+| variable | flag | default | meaning |
+|---|---|---|---|
+"""
+
+
+def markdown() -> str:
+    """docs/configuration.md: every setting's variable, flag, default and meaning."""
+    defaults = Settings()
+    rows = []
+    for name, spec in specs():
+        shown = spec.show(getattr(defaults, name))
+        default = f"`{shown}`" if shown else "*(empty)*"
+        meaning = spec.meaning.replace("|", "\\|")
+        rows.append(f"| `{spec.env}` | `{spec.flag}` | {default} | {meaning} |\n")
+    return _MARKDOWN_HEAD + "".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m coord_server.config --markdown  (prints docs/configuration.md)")
+    sys.stdout.write(markdown())

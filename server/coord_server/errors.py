@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 
 class StartupError(RuntimeError):
-    """The server cannot start (port taken, no redis-server...); the message says what to do."""
+    """The server cannot start (port taken, no redis-server...); the message says what to do.
+
+    A wrong setting is not one of these but a :class:`coord_server.config.ConfigError`."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,11 @@ class TooLarge(CoordError):
 
 @dataclass
 class FailedPrecondition(CoordError):
-    """The request is well formed but the stored state does not allow it."""
+    """The request is well formed but the stored state does not allow it.
 
-    reason: str = "VALUE_NOT_INTEGER"
+    ``reason`` has no default: what state was wrong is the raising service's to say."""
+
+    reason: str = field()  # field(): a bare annotation would inherit CoordError's default
 
 
 @dataclass
@@ -82,9 +86,11 @@ class DeadlineExceeded(CoordError):
 
 @dataclass
 class LimitReached(CoordError):
-    """A count limit (such as sessions per subject) is reached (RESOURCE_EXHAUSTED)."""
+    """A count limit (such as sessions per subject) is reached (RESOURCE_EXHAUSTED).
 
-    reason: str = "SESSION_LIMIT_REACHED"
+    ``reason`` has no default: which limit was reached is the raising service's to say."""
+
+    reason: str = field()  # field(): a bare annotation would inherit CoordError's default
 
 
 def invalid(field_path: str, description: str, reason: str = "INVALID_FIELD", **meta: str) -> InvalidArgument:

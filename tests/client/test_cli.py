@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from coord_client.cli import build_parser
 from tests.conftest import free_port
 
 
@@ -124,3 +125,42 @@ def test_target_from_environment_and_help(coord_single):
     assert (done.returncode, done.stdout) == (0, b"1\n")
     help_text = coordctl("--help").stdout.decode()
     assert "exit codes:" in help_text and "3  unavailable" in help_text
+
+
+def test_durations_take_coords_one_syntax():
+    parse = build_parser().parse_args
+    assert parse(["cache", "set", "k", "v", "--ttl", "1h30m"]).ttl == 5400.0
+    assert parse(["cache", "touch", "k", "1m30s"]).ttl == 90.0
+    created = parse(["session", "create", "--idle", "1h30m", "--absolute", "1d"])
+    assert (created.idle, created.absolute) == (5400.0, 86400.0)
+    assert parse(["--timeout", "1s500ms", "cache", "get", "k"]).timeout == 1.5
+
+
+def test_zero_is_allowed_where_the_server_reads_it_as_its_default(capsys):
+    parse = build_parser().parse_args
+    # cache.proto and session.proto: a zero TTL or timeout means the server's default, as unset does.
+    assert parse(["cache", "set", "k", "v", "--ttl", "0"]).ttl is None
+    assert parse(["cache", "incr", "n", "--ttl", "0s"]).ttl is None
+    assert parse(["cache", "touch", "k", "0"]).ttl is None
+    created = parse(["session", "create", "--idle", "0", "--absolute", "0ms"])
+    assert (created.idle, created.absolute) == (None, None)
+    # A deadline of zero is no deadline one could meet: refused before anything is sent.
+    with pytest.raises(SystemExit) as exited:
+        parse(["--timeout", "0", "cache", "get", "k"])
+    assert exited.value.code == 2 and "'0' must be longer than zero" in capsys.readouterr().err
+    for wrong in ("30m1h", "-1s", "1h 30m"):
+        with pytest.raises(SystemExit):
+            parse(["cache", "set", "k", "v", f"--ttl={wrong}"])
+        assert "is not a duration" in capsys.readouterr().err
+
+
+def test_zero_ttl_reaches_the_server_as_its_default(ctl):
+    long = json.loads(ctl("--json", "cache", "set", "k", "v", "--ttl", "1h30m").stdout)
+    assert long["stored"] is True
+    # Touched with 0: the server's default TTL (one hour), which ends before the 1h30m did.
+    touched = ctl("--json", "cache", "touch", "k", "0")
+    assert touched.returncode == 0, touched.stderr
+    assert json.loads(touched.stdout)["expire_time"] < long["expire_time"]
+    assert ctl("cache", "set", "z", "v", "--ttl", "0").returncode == 0
+    made = ctl("session", "create", "dave", "--idle", "0", "--absolute", "0")
+    assert made.returncode == 0, made.stderr

@@ -5,10 +5,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import redis
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -180,3 +182,19 @@ class Consumer:
     def close(self) -> None:
         self.requests.close()
         self.stream.cancel()
+
+
+# Commands that are no call's own work: what a server sends on its own clock (each topic reader's
+# XREAD BLOCK, re-sent every block period; the health probe's PING) and the handshake of a connection
+# a pool opens when its others are busy (a topic reader holds one for its blocking read).
+NOT_PER_CALL = frozenset({"xread", "ping", "hello", "client|setinfo", "select"})
+
+
+def redis_commands(client: redis.Redis) -> Counter[str]:
+    """Commands Redis has run so far (INFO commandstats, including those inside scripts), by name,
+    leaving out NOT_PER_CALL ones: the difference of two readings is what the calls between cost."""
+    stats = client.info("commandstats")
+    calls = Counter({name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()})
+    for name in NOT_PER_CALL:
+        del calls[name]
+    return calls

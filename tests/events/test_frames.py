@@ -4,21 +4,22 @@ whichever path (durable, volatile, consumer group) assembled it: a bigger one gR
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from typing import Any
 
-from coord_server.events.hub import (
+import pytest
+
+from coord_server.events.frames import (
     MAX_FRAME_BYTES,
     MAX_FRAME_EVENTS,
     EventsFrame,
     ProgressFrame,
-    Wake,
     chunk_events,
     merge_events,
 )
 from coord_server.events.store import StoredEvent
 from coord_server.events.topics import ZERO_ID
+from coord_server.events.wake import Wake
 
 from .helpers import EARLIEST, publish_many, subscribe
 
@@ -79,21 +80,32 @@ def test_a_catch_up_page_bigger_than_one_reply_arrives_split_and_in_order(stub) 
 
 def test_wake_returns_when_set_or_when_its_time_is_up() -> None:
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         wake = Wake()
-        started = time.monotonic()
-        await wake.wait(0.05)  # nobody sets it
-        assert time.monotonic() - started >= 0.04
-        asyncio.get_running_loop().call_later(0.01, wake.set)
-        started = time.monotonic()
-        await wake.wait(10)
-        assert time.monotonic() - started < 5
-        await asyncio.wait_for(wake.wait(10), 1)  # still set: returns at once
-        wake.clear()
-        waiting = asyncio.ensure_future(wake.wait(10))
-        await asyncio.sleep(0.02)
+        # Nobody sets it: its own timer ends the wait, never sooner. The loop runs timers in the order
+        # they fall due, however late it gets to them: one due earlier has run by then.
+        ran: list[str] = []
+        loop.call_later(0.01, ran.append, "due earlier")
+        await wake.wait(0.05)
+        assert ran == ["due earlier"]
+        # Set while it sleeps for an hour: the sleeper is done on the loop's next turn.
+        waiting = asyncio.ensure_future(wake.wait(3600))
+        await asyncio.sleep(0)
         assert not waiting.done()
         wake.set()
-        await asyncio.wait_for(waiting, 1)
+        await asyncio.sleep(0)
+        assert waiting.done()
+        # Still set: returns at once, without suspending.
+        with pytest.raises(StopIteration):
+            wake.wait(3600).send(None)
+        wake.clear()
+        waiting = asyncio.ensure_future(wake.wait(3600))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # cleared: it sleeps
+        wake.set()
+        await asyncio.sleep(0)
+        assert waiting.done()
 
     asyncio.run(scenario())
 

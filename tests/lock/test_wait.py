@@ -4,7 +4,6 @@ against single-node Redis and Redis Cluster."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -51,14 +50,12 @@ def test_wait_is_granted_on_release_of_another_server_by_notification(
     with lock_stub(other.target) as far:
         thread = start_waiter(far, results, ttl=30, wait=30, owner="far")
         wait_for(lambda: queue_length(stub) == 1, "the waiter to queue", timeout=10)
-        started = time.monotonic()
         assert release(stub, "L", holder.lock_token) == pb.RELEASE_OUTCOME_RELEASED
         thread.join(40)
     # With a 100 s lease, a 120 s fallback and a 100 s heartbeat, only the published wake-up can have
-    # ended the 30 s wait with a grant.
+    # ended the 30 s wait with a grant (without it, the wait ends at 30 s, not acquired).
     [result] = results
     assert result.acquired and result.grant.fencing_token > holder.fencing_token
-    assert time.monotonic() - started < 30
     assert describe(stub).holders[0].owner == "far"
 
 
@@ -152,14 +149,15 @@ def test_wait_times_out_as_a_normal_response_and_leaves_the_queue(stub: Stub) ->
 
 def test_rpc_deadline_bounds_the_wait(stub: Stub) -> None:
     acquire(stub)
-    started = time.monotonic()
     try:
         resp = acquire(stub, wait=30, timeout=1.0)
-        assert not resp.acquired  # answered just before the deadline
-    except grpc.RpcError as err:
+        # Answered just before the deadline, as a wait that ran out: still queued first, not granted.
+        assert not resp.acquired and resp.queue_position == 1
+    except grpc.RpcError as err:  # the caller's own deadline timer came first (a loaded machine)
         assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 5
-    wait_for(lambda: queue_length(stub) == 0, "the waiter to leave", timeout=2)
+    # Either way the wait ended with the call: a waiter left to its 30 s would stay queued (its server
+    # renews it) far beyond this generous bound.
+    wait_for(lambda: queue_length(stub) == 0, "the waiter to leave", timeout=20)
 
 
 def test_cancelled_waiter_leaves_the_queue_at_once(

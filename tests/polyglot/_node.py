@@ -50,7 +50,7 @@ RUNS: list[NodeRun] = []
 def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
-        raise RuntimeError("node is not on PATH (Debian: apt-get install nodejs npm; .ci/run does this)")
+        raise RuntimeError("node is not on PATH: run `make deps` (Debian: apt-get install nodejs npm)")
     if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
         raise RuntimeError(f"Node packages missing: run `make test`, or `npm ci` in {NODE_DIR}")
     return node

@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 
+from coord.common.v1 import errors_pb2
 from coord.ratelimit.v1 import ratelimit_pb2 as pb
 from coord.ratelimit.v1 import ratelimit_pb2_grpc
 
@@ -37,7 +38,7 @@ def answers(
     return by_id
 
 
-def error_details(error: pb.StreamError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
+def error_details(error: errors_pb2.StreamError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
     info = error_details_pb2.ErrorInfo()
     fields: list[str] = []
     for detail in error.details:

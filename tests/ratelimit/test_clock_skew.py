@@ -64,7 +64,7 @@ class SkewedServer:
 
     def __init__(self, coord: Any, skew: str, workdir: Path) -> None:
         faketime = shutil.which("faketime")
-        assert faketime, "faketime is not installed: apt-get install faketime (.ci/run does)"
+        assert faketime, "faketime is not installed: run `make deps` (apt-get install faketime)"
         self.log_path = workdir / f"coord{skew}.log"
         env = {
             **os.environ,

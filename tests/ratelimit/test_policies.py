@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from coord_server.errors import StartupError
+from coord_server.config import ConfigError
 from coord_server.ratelimit.policies import PolicyError, parse_policies
 from coord_server.ratelimit.rules import Algorithm, FailureMode
 
@@ -103,7 +103,7 @@ def test_named_policies_in_checks(coord_single, start_coord, tmp_path):
 def test_a_malformed_file_stops_the_start(coord_single, start_coord, tmp_path):
     path = tmp_path / "policies.yaml"
     path.write_text("policies:\n  a:\n    limit: -1\n    period: 1s\n")
-    with pytest.raises(StartupError, match=r"policies.yaml:3: .*limit"):
+    with pytest.raises(ConfigError, match=r"policies.yaml:3: .*limit"):
         start_coord(coord_single.backing.url, ratelimit_policies=str(path))
 
 
@@ -168,5 +168,5 @@ def test_sighup_reloads_without_dropping_requests_and_keeps_old_policies_on_erro
 
 def test_policy_file_path_must_exist_at_start(coord_single, start_coord, tmp_path):
     missing = Path(tmp_path / "nope.yaml")
-    with pytest.raises(StartupError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="cannot be read"):
         start_coord(coord_single.backing.url, ratelimit_policies=str(missing))

@@ -201,6 +201,33 @@ def test_bad_configuration_exits_with_a_clear_message(tmp_path: Path) -> None:
     assert "configuration error" in done.stderr and "redis://" in done.stderr
 
 
+def test_configuration_error_found_at_start_exits_the_same_way(
+    tmp_path: Path, redis_single: RedisProcess
+) -> None:
+    # Settings that parse, but a service refuses them while starting: the same exit as above.
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  a:\n    limit: -1\n    period: 1s\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
+    env.update(
+        {
+            "COORD_REDIS_URL": redis_single.url,
+            "COORD_LISTEN": f"127.0.0.1:{free_port()}",
+            "COORD_RATELIMIT_POLICIES": str(policies),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "coord_server"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "configuration error: rate limit policies" in done.stderr and "policies.yaml:3" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_port_in_use_exits_cleanly(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

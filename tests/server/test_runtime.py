@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,11 +69,13 @@ def test_redis_outage_unavailable_then_recovery(
         stub.Set(pb.SetRequest(key="k", value=b"v"))
 
         backing.stop()
-        started = time.monotonic()
         with pytest.raises(grpc.RpcError) as excinfo:
-            stub.Get(pb.GetRequest(key="k"), timeout=10)
-        assert time.monotonic() - started < 3, "an outage must fail fast, not hang"
+            stub.Get(pb.GetRequest(key="k"), timeout=30)
+        # Fails fast, not hangs: a server waiting for Redis to come back would end in the call's own
+        # DEADLINE_EXCEEDED, one waiting out its Redis timeout would say "did not answer within 1s";
+        # only the refused connection gives this answer.
         assert excinfo.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert excinfo.value.details().startswith("Redis is unavailable"), excinfo.value.details()
         info, retry = error_info(excinfo.value)
         assert info.reason == "BACKEND_UNAVAILABLE" and info.domain == "coord"
         assert retry is not None and retry.retry_delay.ToMilliseconds() > 0
@@ -100,11 +101,15 @@ def test_stalled_redis_is_bounded_by_the_rpc_deadline(
         stub.Set(pb.SetRequest(key="k", value=b"v"))  # connection established
         os.kill(backing.proc.pid, signal.SIGSTOP)  # Redis accepts bytes but never answers
         try:
-            started = time.monotonic()
             with pytest.raises(grpc.RpcError) as excinfo:
                 stub.Get(pb.GetRequest(key="k"), timeout=0.5)
+            # The RPC's deadline ended it, not the 5 s Redis timeout (that is UNAVAILABLE, with
+            # BACKEND_UNAVAILABLE). The server's own answer (DEADLINE_TOO_SHORT) and the caller's
+            # deadline timer fall due at the same moment: either may be the one that arrives.
             assert excinfo.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert time.monotonic() - started < 2.5
+            rich = rpc_status.from_call(excinfo.value)  # type: ignore[arg-type]
+            if rich is not None:
+                assert error_info(excinfo.value)[0].reason == "DEADLINE_TOO_SHORT"
         finally:
             os.kill(backing.proc.pid, signal.SIGCONT)
         wait_for(lambda: health_status(server.target) == health_pb2.HealthCheckResponse.SERVING, "SERVING")

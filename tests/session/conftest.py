@@ -72,6 +72,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, step: float = 0.
         time.sleep(step)
 
 
+def redis_now_ms(coord: Any) -> int:
+    """Redis's clock (TIME), in milliseconds: the clock that expires sessions and their keys."""
+    nodes = getattr(coord.backing, "nodes", [coord.backing])  # a cluster's nodes share this host's clock
+    with nodes[0].client() as r:
+        seconds, micros = r.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def redis_contents(coord: Any) -> list[tuple[bytes, int, list[bytes]]]:
     """Every key of the backing Redis (all cluster nodes) with its PTTL and every byte string in it."""
     out = []

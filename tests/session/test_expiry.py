@@ -7,7 +7,7 @@ import time
 
 from coord.session.v1 import session_pb2 as pb
 
-from .conftest import assert_clean, create, ms, reason_of, validate, wait_until
+from .conftest import assert_clean, create, ms, reason_of, redis_now_ms, validate, wait_until
 
 
 def _notifications_off(coord):
@@ -21,10 +21,11 @@ def test_idle_expiry_then_index_empty_without_keyspace_notifications(coord, sess
     _notifications_off(coord)
     r = create(sessions, idle_timeout=ms(300), absolute_timeout=ms(60_000))
     other = create(sessions, subject="bob", idle_timeout=ms(60_000))
-    start = time.monotonic()
+    idle_expiry = r.session.idle_expire_time.ToMilliseconds()
+    assert idle_expiry == r.session.create_time.ToMilliseconds() + 300  # both by Redis's clock
     assert validate(sessions, r.token).WhichOneof("result") == "session"
     wait_until(lambda: validate(sessions, r.token).WhichOneof("result") == "invalid")
-    assert time.monotonic() - start >= 0.25
+    assert redis_now_ms(coord) >= idle_expiry  # expired by Redis's clock, not sooner
     assert reason_of(validate(sessions, r.token)) == pb.INVALID_REASON_IDLE_EXPIRED
     assert list(sessions.ListSessions(pb.ListSessionsRequest(subject="alice")).sessions) == []
     # Nothing fired a notification: the scripts themselves pruned the index, and dropped it when empty.

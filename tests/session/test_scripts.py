@@ -5,7 +5,8 @@ from __future__ import annotations
 from redis.crc import key_slot
 
 from coord.session.v1 import session_pb2 as pb
-from coord_server.session.keys import SessionKeys, parse_token, subject_bucket
+from coord_server.session.keys import SessionKeys, subject_bucket
+from coord_server.session.tokens import parse_token
 
 from .conftest import create, validate
 

@@ -7,6 +7,8 @@ import hashlib
 import re
 
 from coord.session.v1 import session_pb2 as pb
+from coord_server.session.keys import BUCKETS
+from coord_server.session.tokens import new_session_id, new_token, parse_token, session_bucket, token_digest
 
 from .conftest import assert_clean, create, ms, reason_of, redis_contents, validate
 
@@ -33,6 +35,21 @@ def test_tokens_are_prefixed_unique_and_never_stored(coord, sessions):
     dump = b"".join(b"".join(parts) for _, _, parts in redis_contents(coord))
     for token in tokens[1:]:
         assert hashlib.sha256(token.encode()).hexdigest().encode() in dump
+
+
+def test_minted_ids_and_tokens_parse_back_to_their_bucket_and_digest() -> None:
+    session_id = new_session_id(BUCKETS - 1)
+    assert session_bucket(session_id) == BUCKETS - 1
+    token = new_token(session_id)
+    assert TOKEN.match(token)
+    parsed = parse_token(token)
+    assert parsed is not None
+    assert (parsed.session_id, parsed.bucket) == (session_id, BUCKETS - 1)
+    assert parsed.digest == token_digest(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in repr(parsed)  # only the session id is ever printed
+    beyond = f"{BUCKETS:03x}" + session_id[3:]  # a well-shaped id outside the bucket range
+    assert session_bucket(beyond) is None and parse_token(new_token(beyond)) is None
+    assert parse_token(token[:-1]) is None and parse_token("cs2_" + token[4:]) is None
 
 
 def test_a_token_with_a_real_session_id_but_wrong_secret_is_unknown(coord, sessions):

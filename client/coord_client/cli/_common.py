@@ -6,7 +6,6 @@ import argparse
 import base64
 import enum
 import json
-import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from .._convert import parse_duration
 from ..client import Client
 from ..errors import CoordError
 
@@ -62,19 +62,23 @@ def exit_code(error: CoordError) -> Exit:
     return Exit.ERROR
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
 def duration(text: str) -> float:
-    """An argparse type: ``250ms``, ``10s``, ``5m``, ``1h``, ``1d`` or bare seconds, > 0."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 250ms, 10s, 5m, 1h, 1d)")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero")
-    return seconds
+    """An argparse type: a duration longer than zero in Coord's one syntax (``250ms``, ``10s``,
+    ``1h30m``, ``1d`` or bare seconds), for values where zero means nothing (a deadline)."""
+    return _parse(text, allow_zero=False)
+
+
+def duration_or_default(text: str) -> float | None:
+    """An argparse type for a duration field the server reads as unset when zero (a cache TTL, a
+    session timeout: the server's default): ``0`` is allowed and gives None, the field left unset."""
+    return _parse(text, allow_zero=True) or None
+
+
+def _parse(text: str, *, allow_zero: bool) -> float:
+    try:
+        return parse_duration(text, allow_zero=allow_zero)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_int(text: str) -> int:

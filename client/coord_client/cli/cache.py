@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache import Entry, SetResult
 from ..client import Client
-from ._common import Exit, Output, duration, positive_int, time_text, value_json, value_text
+from ._common import Exit, Output, duration_or_default, positive_int, time_text, value_json, value_text
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
     put.add_argument("key")
     put.add_argument("value", nargs="?", help="the value, as UTF-8 text (or use --stdin)")
     put.add_argument("--stdin", action="store_true", help="read the value's bytes from stdin")
-    put.add_argument("--ttl", type=duration, help="time to live: 500ms, 10s, 5m, 1h, 1d (default: server's)")
+    # A TTL of zero means the server's default, as an unset one does (cache.proto).
+    ttl_help = "time to live: 500ms, 10s, 5m, 1h30m, 1d (0 or omitted: the server's default)"
+    put.add_argument("--ttl", type=duration_or_default, help=ttl_help)
     condition = put.add_mutually_exclusive_group()
     condition.add_argument("--if-absent", action="store_true", help="only if the key does not exist")
     condition.add_argument("--if-present", action="store_true", help="only if the key exists")
@@ -49,12 +51,12 @@ def register(subparsers: Any) -> None:
     incr = commands.add_parser("incr", help="add DELTA (default 1, may be negative) and print the result")
     incr.add_argument("key")
     incr.add_argument("delta", nargs="?", type=int, default=1)
-    incr.add_argument("--ttl", type=duration, help="time to live if the counter is created")
+    incr.add_argument("--ttl", type=duration_or_default, help="time to live if the counter is created")
     incr.set_defaults(handler=_incr)
 
     touch = commands.add_parser("touch", help="set a new TTL on an existing key (exit 1 if missing)")
     touch.add_argument("key")
-    touch.add_argument("ttl", type=duration)
+    touch.add_argument("ttl", type=duration_or_default, help=ttl_help)
     touch.set_defaults(handler=_touch)
 
 

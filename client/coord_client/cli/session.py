@@ -14,7 +14,16 @@ from typing import Any
 
 from ..client import Client
 from ..session import LIMIT_POLICIES, Session
-from ._common import Exit, Output, duration, positive_int, time_text, token_arg, value_json, value_text
+from ._common import (
+    Exit,
+    Output,
+    duration_or_default,
+    positive_int,
+    time_text,
+    token_arg,
+    value_json,
+    value_text,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -28,8 +37,13 @@ def register(subparsers: Any) -> None:
     create = commands.add_parser("create", help="start a session and print its token (shown only once)")
     create.add_argument("subject", nargs="?", default="", help="the user id (omit for an anonymous session)")
     create.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE", help="an attribute")
-    create.add_argument("--idle", type=duration, help="idle timeout: 30m, 1h (default: the server's)")
-    create.add_argument("--absolute", type=duration, help="absolute timeout: 12h (default: the server's)")
+    # Zero is the server's default, as an unset timeout is (session.proto).
+    create.add_argument(
+        "--idle", type=duration_or_default, help="idle timeout: 30m, 1h30m (0 or omitted: the server's)"
+    )
+    create.add_argument(
+        "--absolute", type=duration_or_default, help="absolute timeout: 12h (0 or omitted: the server's)"
+    )
     create.add_argument(
         "--max-sessions", type=positive_int, default=0, help="most live sessions of the subject"
     )

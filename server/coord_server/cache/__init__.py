@@ -7,8 +7,7 @@ import grpc
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 
 from ..config import Settings
-from ..redis import RedisBackend
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptSet
 from ..validation import Limits
 from .keys import CacheKeys
 from .servicer import CacheServicer

@@ -1,7 +1,11 @@
 """Every Redis key the Cache service writes, with its hash tag.
 
-``coord:<tenant>:cache:{<key>}``        HASH   v = value bytes, ver = version (decimal); PEXPIRE = TTL
-``coord:<tenant>:cache:{<key>}:tomb``   STRING last version of a deleted entry; PX = tombstone TTL
+``coord:<tenant>:cache:{<key>}``        HASH   v = value bytes, ver = version (decimal), x = expiry (Unix ms),
+                                               f:<lock> = highest fencing token accepted for that lock;
+                                               PEXPIREAT = x
+``coord:<tenant>:cache:{<key>}:tomb``   HASH   a deleted entry: the entry's hash without v (renamed by
+                                               delete.lua, so ver and the f:<lock> fences survive);
+                                               PEXPIRE = tombstone TTL. Set and Incr rename it back.
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@ from typing import Any
 import grpc
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.common.v1 import errors_pb2
 
 from .._grpc import answer_each, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
 from ..validation import Limits
-from .store import CacheStore, Condition, Entry, SetItem, WriteResult
+from .store import CacheStore, Condition, Entry, SetItem, SetResult
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -39,7 +40,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             if error is None:
                 yield cache_pb2.GetStreamResponse(request_id=request.request_id, get=response)
             else:
-                failure = cache_pb2.StreamError(code=error.code, message=error.message, details=error.details)
+                failure = errors_pb2.StreamError(
+                    code=error.code, message=error.message, details=error.details
+                )
                 yield cache_pb2.GetStreamResponse(request_id=request.request_id, error=failure)
 
     async def _get_streamed(self, request: cache_pb2.GetStreamRequest) -> cache_pb2.GetResponse:
@@ -59,14 +62,14 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @rpc
     async def Set(self, request: cache_pb2.SetRequest, context: Ctx) -> cache_pb2.SetResponse:
-        return _write_pb(await self._store.set(self._set_item("", request)))
+        return _set_pb(await self._store.set(self._set_item("", request)))
 
     @rpc
     async def BatchSet(self, request: cache_pb2.BatchSetRequest, context: Ctx) -> cache_pb2.BatchSetResponse:
         self._limits.batch("requests", len(request.requests))
         items = [self._set_item(f"requests[{i}].", r) for i, r in enumerate(request.requests)]
         results = await self._store.set_many(items)
-        return cache_pb2.BatchSetResponse(responses=[_write_pb(r) for r in results])
+        return cache_pb2.BatchSetResponse(responses=[_set_pb(r) for r in results])
 
     @rpc
     async def Delete(self, request: cache_pb2.DeleteRequest, context: Ctx) -> cache_pb2.DeleteResponse:
@@ -138,7 +141,7 @@ def _entry_pb(entry: Entry) -> cache_pb2.Entry:
     )
 
 
-def _write_pb(result: WriteResult) -> cache_pb2.SetResponse:
+def _set_pb(result: SetResult) -> cache_pb2.SetResponse:
     return cache_pb2.SetResponse(
         outcome=int(result.outcome),  # type: ignore[arg-type]
         version=result.version,

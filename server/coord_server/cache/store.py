@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FailedPrecondition, OutOfRange
-from ..redis import RedisBackend, ScriptArg, ScriptCall
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptArg, ScriptCall, ScriptSet
 from .keys import CacheKeys
 
 
@@ -22,7 +21,7 @@ class Condition(enum.IntEnum):
     IF_VERSION = 3
 
 
-class WriteOutcome(enum.IntEnum):
+class SetOutcome(enum.IntEnum):
     """set.lua's outcome codes."""
 
     STORED = 1
@@ -61,19 +60,19 @@ class SetItem:
 
 
 @dataclass(frozen=True)
-class WriteResult:
-    outcome: WriteOutcome
+class SetResult:
+    outcome: SetOutcome
     version: int
     expire_ms: int
     fencing_token: int = 0
 
     @property
     def stored(self) -> bool:
-        return self.outcome is WriteOutcome.STORED
+        return self.outcome is SetOutcome.STORED
 
 
 @dataclass(frozen=True)
-class DeleteResult:
+class KeyDeleteResult:
     key: str
     outcome: DeleteOutcome
     version: int
@@ -131,15 +130,15 @@ class CacheStore:
         ]
         return ScriptCall(self._set, self._keys.both(item.key), args)
 
-    async def set(self, item: SetItem) -> WriteResult:
+    async def set(self, item: SetItem) -> SetResult:
         call = self._set_call(item)
-        return _write_result(await self._redis.run(call.script, call.keys, call.args))
+        return _set_result(await self._redis.run(call.script, call.keys, call.args))
 
-    async def set_many(self, items: Sequence[SetItem]) -> list[WriteResult]:
+    async def set_many(self, items: Sequence[SetItem]) -> list[SetResult]:
         replies = await self._redis.run_many([self._set_call(i) for i in items])
-        return [_write_result(r) for r in replies]
+        return [_set_result(r) for r in replies]
 
-    async def delete(self, keys: Sequence[str], if_version: int = 0) -> list[DeleteResult]:
+    async def delete(self, keys: Sequence[str], if_version: int = 0) -> list[KeyDeleteResult]:
         expected = str(if_version) if if_version else ""
         calls = [
             ScriptCall(self._delete, self._keys.both(k), [expected, self._tombstone_ttl_ms]) for k in keys
@@ -149,7 +148,8 @@ class CacheStore:
         else:
             replies = await self._redis.run_many(calls)
         return [
-            DeleteResult(k, DeleteOutcome(int(r[0])), int(r[1])) for k, r in zip(keys, replies, strict=True)
+            KeyDeleteResult(k, DeleteOutcome(int(r[0])), int(r[1]))
+            for k, r in zip(keys, replies, strict=True)
         ]
 
     async def increment(self, key: str, delta: int, ttl_ms: int) -> IncrementResult:
@@ -180,5 +180,5 @@ def _entry(key: str, reply: Any) -> Entry:
     return Entry(key, True, bytes(reply[1]), int(reply[2]), int(reply[3]))
 
 
-def _write_result(reply: Any) -> WriteResult:
-    return WriteResult(WriteOutcome(int(reply[0])), int(reply[1]), int(reply[2]), int(reply[3]))
+def _set_result(reply: Any) -> SetResult:
+    return SetResult(SetOutcome(int(reply[0])), int(reply[1]), int(reply[2]), int(reply[3]))

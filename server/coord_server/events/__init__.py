@@ -8,8 +8,7 @@ from coord.events.v1 import events_pb2
 
 from .._grpc import add_service
 from ..config import Settings
-from ..redis import RedisBackend
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptSet
 from ..validation import Limits
 from .hub import Hub
 from .keys import EventsKeys

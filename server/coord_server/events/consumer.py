@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..errors import CoordError
-from .hub import EventsFrame, Feed, Hub, chunk_events
+from .feed import Feed
+from .frames import EventsFrame, chunk_events
+from .hub import Hub
 from .store import EventsStore, PublishItem, StoredEvent
 from .topics import StreamId, format_id
 

@@ -18,18 +18,10 @@ from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import CoordError, FailedPrecondition, invalid
 from ..validation import Limits
 from .consumer import ConsumerSession, ConsumeSpec, DeadLetteredFrame
-from .hub import (
-    EventsFrame,
-    Frame,
-    GapFrame,
-    Hub,
-    ProgressFrame,
-    StartKind,
-    SubscribedFrame,
-    SubscribeSpec,
-    Subscription,
-)
-from .store import EventsStore, Published, PublishItem, StoredEvent
+from .frames import EventsFrame, Frame, GapFrame, ProgressFrame, SubscribedFrame
+from .hub import Hub
+from .store import EventsStore, PublishItem, PublishResult, StoredEvent
+from .subscription import StartKind, SubscribeSpec, Subscription
 from .topics import (
     MAX_NAME_BYTES,
     Pattern,
@@ -436,7 +428,7 @@ def _not_started(message: str, field: str = "action") -> FailedPrecondition:
     )
 
 
-def _published_pb(result: Published) -> events_pb2.PublishResponse:
+def _published_pb(result: PublishResult) -> events_pb2.PublishResponse:
     return events_pb2.PublishResponse(
         id=format_id(result.id), duplicate=result.duplicate, publish_time=timestamp_ms(result.id[0])
     )

@@ -2,7 +2,8 @@
 
 Every multi-step write is one Lua script on one topic's slot (publish with dedup and retention,
 group creation with its TTL, claims). Plain reads (XRANGE, XREAD, XINFO) and single commands (XACK,
-XREADGROUP) go through ``RedisBackend.bounded`` so deadlines and outages map to domain errors.
+XREADGROUP) are the backend's typed commands, bounded like scripts, so deadlines and outages map to
+domain errors.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.exceptions as rex
-from redis.asyncio.cluster import RedisCluster
-
-from ..errors import BackendUnavailable, FailedPrecondition
-from ..redis import RedisBackend, ScriptArg, ScriptCall, text
-from ..scripts import ScriptSet
+from ..errors import FailedPrecondition
+from ..redis import PubSub, RedisBackend, ReplyError, ScriptArg, ScriptCall, ScriptSet, StreamEntry, text
 from .keys import EventsKeys
 from .topics import ZERO_ID, StreamId, format_id, parse_id
 
@@ -45,7 +42,7 @@ class PublishItem:
 
 
 @dataclass(frozen=True)
-class Published:
+class PublishResult:
     topic: str
     id: StreamId
     duplicate: bool
@@ -77,7 +74,7 @@ class StreamPosition:
 
 
 @dataclass(frozen=True)
-class GroupState:
+class GroupInfo:
     name: str
     consumers: int
     pending: int
@@ -116,7 +113,7 @@ class EventsStore:
             args += [_HEADER + name.encode(), value]
         return ScriptCall(self._publish, keys, args)
 
-    async def publish(self, items: Sequence[PublishItem]) -> list[Published]:
+    async def publish(self, items: Sequence[PublishItem]) -> list[PublishResult]:
         """Append events in one pipelined round trip; each append is atomic, events of a topic in order.
 
         The registry write rides in the same pipeline (a separate key and slot, so not atomic with
@@ -129,7 +126,7 @@ class EventsStore:
         for item, reply in zip(items, replies, strict=False):
             stream_id = parse_id(text(reply[0]))
             assert stream_id is not None
-            results.append(Published(item.topic, stream_id, bool(int(reply[1]))))
+            results.append(PublishResult(item.topic, stream_id, bool(int(reply[1]))))
         return results
 
     async def publish_volatile(self, items: Sequence[PublishItem]) -> list[tuple[int, int]]:
@@ -146,73 +143,52 @@ class EventsStore:
 
     # -- volatile channels (Pub/Sub) ---------------------------------------------------------------
 
-    def open_listener(self) -> Any:
+    def open_listener(self) -> PubSub:
         """A Pub/Sub connection for this process's volatile reader (one, however many subscribers)."""
-        return self._redis.client.pubsub()
+        return self._redis.pubsub()
 
-    async def listen(self, listener: Any, topics: Sequence[str]) -> None:
-        await self._redis.bounded(listener.subscribe(*(self._keys.volatile_channel(t) for t in topics)))
+    async def listen(self, listener: PubSub, topics: Sequence[str]) -> None:
+        await listener.subscribe(*(self._keys.volatile_channel(t) for t in topics))
 
-    async def unlisten(self, listener: Any, topics: Sequence[str]) -> None:
-        await self._redis.bounded(listener.unsubscribe(*(self._keys.volatile_channel(t) for t in topics)))
+    async def unlisten(self, listener: PubSub, topics: Sequence[str]) -> None:
+        await listener.unsubscribe(*(self._keys.volatile_channel(t) for t in topics))
 
-    async def next_volatile(self, listener: Any, wait: float) -> tuple[str, bytes] | None:
+    async def next_volatile(self, listener: PubSub, wait: float) -> tuple[str, bytes] | None:
         """The next (channel, message) of the listener, or None after ``wait`` seconds without one."""
-        message = await self._redis.bounded(
-            listener.get_message(ignore_subscribe_messages=True, timeout=wait)
-        )
-        if not message or message.get("type") != "message":
+        message = await listener.get_message(wait)
+        if message is None:
             return None
-        return text(message["channel"]), bytes(message["data"])
+        return message.channel, message.data
 
     # -- reading -----------------------------------------------------------------------------------
 
     async def position(self, topic: str) -> StreamPosition:
-        try:
-            info = await self._redis.bounded(self._redis.client.xinfo_stream(self._keys.stream(topic)))
-        except rex.ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                return StreamPosition(exists=False)
-            raise
-        first = info.get("first-entry")
-        removed = info.get("max-deleted-entry-id")
-        removed_id = parse_id(text(removed)) if removed is not None else None
+        info = await self._redis.xinfo_stream(self._keys.stream(topic))
+        if info is None:
+            return StreamPosition(exists=False)
+        removed_id = parse_id(info.max_deleted_entry_id) if info.max_deleted_entry_id is not None else None
         return StreamPosition(
             exists=True,
-            length=int(info["length"]),
-            first_id=parse_id(text(first[0])) if first else None,
-            last_id=parse_id(text(info["last-generated-id"])) or ZERO_ID,
+            length=info.length,
+            first_id=parse_id(info.first_id) if info.first_id is not None else None,
+            last_id=parse_id(info.last_generated_id) or ZERO_ID,
             last_removed_id=removed_id if removed_id != ZERO_ID else None,
-            entries_added=int(info["entries-added"]) if "entries-added" in info else None,
+            entries_added=info.entries_added,
         )
 
     async def read_after(self, topic: str, after: StreamId, count: int) -> list[StoredEvent]:
         """Up to ``count`` stored events with ids greater than ``after``, oldest first."""
-        entries: Any = await self._redis.bounded(
-            self._redis.client.xrange(self._keys.stream(topic), "(" + format_id(after), "+", count)
-        )
-        return [_event(topic, raw_id, fields) for raw_id, fields in entries]
+        entries = await self._redis.xrange(self._keys.stream(topic), "(" + format_id(after), "+", count)
+        return _events(topic, entries)
 
     async def wait_after(self, topic: str, after: StreamId, block_ms: int, count: int) -> list[StoredEvent]:
         """Like read_after, but blocks up to ``block_ms`` for events to arrive (XREAD BLOCK)."""
-        key = self._keys.stream(topic)
-        client = self._redis.client
-        if isinstance(client, RedisCluster):
-            # Straight to the node owning the key: a failed blocking read then just fails (the
-            # reader reports it and subscribers resume), instead of starting a cluster-wide
-            # reconnect from inside a read that may be abandoned at shutdown.
-            node = client.get_node_from_key(key)
-            if node is None:
-                raise BackendUnavailable("no Redis Cluster node serves the topic's slot")
-            command = ("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, format_id(after))
-            reply: Any = await self._redis.bounded(node.execute_command(*command))
-        else:
-            reply = await self._redis.bounded(client.xread({key: format_id(after)}, count, block_ms))
-        return [_event(topic, raw_id, fields) for _, entries in reply or () for raw_id, fields in entries]
+        entries = await self._redis.xread_block(self._keys.stream(topic), format_id(after), block_ms, count)
+        return _events(topic, entries)
 
     async def redis_time_ms(self) -> int:
-        seconds, micros = await self._redis.bounded(self._redis.client.time())
-        return int(seconds) * 1000 + int(micros) // 1000
+        seconds, micros = await self._redis.time()
+        return seconds * 1000 + micros // 1000
 
     # -- the registry --------------------------------------------------------------------------------
 
@@ -230,14 +206,14 @@ class EventsStore:
             low = b"(" + start.encode() if start else (b"[" + prefix.encode() if prefix else b"-")
             high = b"[" + prefix.encode() + b"\xff" if prefix else b"+"
             want = limit - len(names)
-            raw = await self._redis.bounded(self._redis.client.zrangebylex(registry, low, high, 0, want))
+            raw = await self._redis.zrangebylex(registry, low, high, want)
             if not raw:
                 break
             page = [text(n) for n in raw]
             alive = await self._alive(page)
             dead = [n for n, ok in zip(page, alive, strict=True) if not ok]
             if dead:
-                await self._redis.bounded(self._redis.client.zrem(registry, *dead))
+                await self._redis.zrem(registry, dead)
             names += [n for n, ok in zip(page, alive, strict=True) if ok]
             start = page[-1]
             if len(page) < want:
@@ -245,10 +221,7 @@ class EventsStore:
         return names
 
     async def _alive(self, topics: Sequence[str]) -> list[bool]:
-        pipe = self._redis.client.pipeline(transaction=False)
-        for topic in topics:
-            pipe.exists(self._keys.stream(topic))
-        return [bool(n) for n in await self._redis.bounded(pipe.execute())]
+        return await self._redis.exists_each([self._keys.stream(topic) for topic in topics])
 
     # -- consumer groups ---------------------------------------------------------------------------
 
@@ -265,38 +238,23 @@ class EventsStore:
         )
         return bool(int(created[0]))
 
-    async def groups(self, topic: str) -> list[GroupState]:
-        try:
-            raw = await self._redis.bounded(self._redis.client.xinfo_groups(self._keys.stream(topic)))
-        except rex.ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                return []
-            raise
+    async def groups(self, topic: str) -> list[GroupInfo]:
         return [
-            GroupState(
-                name=text(g["name"]),
-                consumers=int(g["consumers"]),
-                pending=int(g["pending"]),
-                last_delivered_id=parse_id(text(g["last-delivered-id"])) or ZERO_ID,
-                lag=int(g["lag"]) if g.get("lag") is not None else None,
+            GroupInfo(
+                name=g.name,
+                consumers=g.consumers,
+                pending=g.pending,
+                last_delivered_id=parse_id(g.last_delivered_id) or ZERO_ID,
+                lag=g.lag,
             )
-            for g in raw
+            for g in await self._redis.xinfo_groups(self._keys.stream(topic))
         ]
 
     async def read_group(self, topic: str, group: str, consumer: str, count: int) -> list[StoredEvent]:
         """New events for ``consumer`` (XREADGROUP >, not blocking), each delivered for the first time."""
-        reply: Any = await _in_group(
-            group,
-            self._redis.bounded(
-                self._redis.client.xreadgroup(group, consumer, {self._keys.stream(topic): ">"}, count)
-            ),
-        )
-        return [
-            _event(topic, raw_id, fields, 1)
-            for _, entries in reply or ()
-            for raw_id, fields in entries
-            if fields is not None
-        ]
+        stream = self._keys.stream(topic)
+        entries = await _in_group(group, self._redis.xreadgroup(group, consumer, stream, count))
+        return _events(topic, entries, 1)
 
     async def claim(
         self, topic: str, group: str, consumer: str, min_idle_ms: int, count: int
@@ -313,10 +271,7 @@ class EventsStore:
 
     async def ack(self, topic: str, group: str, ids: Sequence[StreamId]) -> int:
         stream = self._keys.stream(topic)
-        reply = await _in_group(
-            group, self._redis.bounded(self._redis.client.xack(stream, group, *map(format_id, ids)))
-        )
-        return int(reply)
+        return await _in_group(group, self._redis.xack(stream, group, [format_id(i) for i in ids]))
 
     async def set_idle(
         self, topic: str, group: str, consumer: str, ids: Sequence[StreamId], idle_ms: int
@@ -330,7 +285,7 @@ async def _in_group(group: str, awaitable: Awaitable[T]) -> T:
     """Await a consumer-group command; a group that vanished (its topic expired) is a domain error."""
     try:
         return await awaitable
-    except rex.ResponseError as exc:
+    except ReplyError as exc:
         if "NOGROUP" in str(exc):
             raise FailedPrecondition(
                 f"consumer group {group!r} no longer exists (its topic expired or was deleted); "
@@ -362,6 +317,10 @@ def decode_volatile(topic: str, message: bytes) -> StoredEvent | None:
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _events(topic: str, entries: Sequence[StreamEntry], delivery_count: int = 0) -> list[StoredEvent]:
+    return [_event(topic, raw_id, fields, delivery_count) for raw_id, fields in entries]
 
 
 def _event(topic: str, raw_id: Any, fields: Mapping[bytes, bytes], delivery_count: int = 0) -> StoredEvent:

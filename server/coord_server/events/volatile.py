@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BackendUnavailable, CoordError
-from ..redis import rpc_deadline
-from .hub import EventsFrame, Frame, Hub, ProgressFrame, SubscribedFrame, Wake, merge_events
+from ..redis import deadline
+from .frames import EventsFrame, Frame, ProgressFrame, SubscribedFrame, merge_events
+from .hub import Hub
 from .store import StoredEvent, decode_volatile
 from .topics import ZERO_ID
+from .wake import Wake
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,10 @@ class VolatileHub:
                 self.readers.setdefault(topic, set()).add(subscription)
                 self._channels[self.store.keys.volatile_channel(topic)] = topic
             if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._run(), name="coord-events-volatile")
+                # The listener outlives the RPC that started it: no deadline of that RPC's.
+                self._task = asyncio.create_task(
+                    self._run(), name="coord-events-volatile", context=deadline.detached_context()
+                )
 
     def leave(self, subscription: VolatileSubscription) -> asyncio.Task[None] | None:
         """Forget ``subscription``; returns the task that stops listening to channels nobody reads."""
@@ -76,10 +81,9 @@ class VolatileHub:
             self.hub.await_task(self._task)  # it ends within `wait`; closing streams settle on it
         if not gone:
             return None
-        return asyncio.create_task(self._unlisten(gone))
+        return asyncio.create_task(self._unlisten(gone), context=deadline.detached_context())
 
     async def _unlisten(self, topics: list[str]) -> None:
-        rpc_deadline.set(None)
         async with self._lock:
             still_gone = [t for t in topics if t not in self.readers]
             for topic in still_gone:
@@ -89,7 +93,6 @@ class VolatileHub:
                     await self.store.unlisten(self._listener, still_gone)
 
     async def _run(self) -> None:
-        rpc_deadline.set(None)
         listener = self._listener
         try:
             while self.readers:

@@ -7,8 +7,7 @@ import grpc
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
 from ..config import ConfigError, Settings
-from ..redis import RedisBackend
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptSet
 from ..validation import Limits
 from .keys import LockKeys
 from .servicer import LockLimits, LockServicer

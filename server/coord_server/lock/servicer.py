@@ -1,10 +1,10 @@
-"""LockService transport: proto -> validated dataclasses -> store -> proto. No Redis calls here."""
+"""LockService transport: proto -> validated dataclasses -> store / hold -> proto. No Redis calls here."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,19 +15,10 @@ from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
 from .._grpc import rpc
 from .._proto import duration_ms, duration_of_ms, timestamp_ms
-from ..errors import BackendUnavailable, invalid
+from ..errors import CoordError, invalid
 from ..validation import Limits
-from .store import (
-    AcquireResult,
-    Denial,
-    ExtendOutcome,
-    Grant,
-    Holder,
-    LockRequest,
-    LockStore,
-    Mode,
-    ReleaseOutcome,
-)
+from . import hold
+from .store import AcquireResult, Grant, Holder, LockRequest, LockStore, Mode, ReleaseOutcome
 
 log = logging.getLogger("coord_server.rpc")
 
@@ -43,11 +34,6 @@ DESCRIBE_MAX_HOLDERS = 100
 
 _MODE_IN = {lock_pb2.LOCK_MODE_EXCLUSIVE: Mode.EXCLUSIVE, lock_pb2.LOCK_MODE_SHARED: Mode.SHARED}
 _MODE_OUT = {Mode.EXCLUSIVE: lock_pb2.LOCK_MODE_EXCLUSIVE, Mode.SHARED: lock_pb2.LOCK_MODE_SHARED}
-_LOST_MESSAGE = {
-    lock_pb2.LOST_REASON_EXPIRED: "no heartbeat renewed the lease before it ran out",
-    lock_pb2.LOST_REASON_NOT_HELD: "the grant no longer exists (released or expired)",
-    lock_pb2.LOST_REASON_BACKEND_UNAVAILABLE: "Redis could not be reached to renew the lease in time",
-}
 
 
 @dataclass(frozen=True)
@@ -111,9 +97,6 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
     # Hold reads and writes through the context (not an iterator): it must read while it waits.
     @rpc
     async def Hold(self, request_iterator: Any, context: Ctx) -> None:  # type: ignore[override]
-        await self._hold(context)
-
-    async def _hold(self, context: Ctx) -> None:
         first = await context.read()
         if first is EOF:
             return
@@ -121,136 +104,35 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         if first.WhichOneof("kind") != "acquire":
             raise invalid("acquire", "the first message of a Hold stream must be acquire")
         lock, wait_s = self._lock_request("acquire.", first.acquire)
-        inbox: asyncio.Queue[lock_pb2.HoldRequest | None] = asyncio.Queue()  # None: the client is done
-        reader = asyncio.create_task(_read_into(context, inbox))
+        session = hold.Hold(self._store, lock, wait_s, self._hold_requests(context))
+        async with contextlib.aclosing(session.outcomes()) as outcomes:
+            async for outcome in outcomes:
+                await context.write(_hold_pb(outcome))
+
+    async def _hold_requests(self, context: Ctx) -> AsyncIterator[hold.Request]:
+        """The client's messages after the first; ends when the stream is closed or broken."""
+        while True:
+            try:
+                message = await context.read()
+            except Exception:
+                log.debug("Hold stream read failed", exc_info=True)
+                return
+            if message is EOF:
+                return
+            yield self._hold_request(message)
+
+    def _hold_request(self, message: lock_pb2.HoldRequest) -> hold.Request:
+        # Refusals are checked only once the lock is held (while queued, only a release counts).
+        kind = message.WhichOneof("kind")
+        if kind == "release":
+            return hold.Release()
+        if kind == "acquire":
+            return hold.Refused(invalid("acquire", "only the first message of a Hold stream may be acquire"))
         try:
-            grant = await self._hold_wait(context, lock, wait_s, inbox)
-            if grant is not None:
-                await self._hold_granted(context, lock, grant, inbox)
-        finally:
-            reader.cancel()
-
-    async def _hold_wait(
-        self,
-        context: Ctx,
-        lock: LockRequest,
-        wait_s: float,
-        inbox: asyncio.Queue[lock_pb2.HoldRequest | None],
-    ) -> Grant | None:
-        """Wait for the grant while watching the client: a release or the end of the stream gives up."""
-
-        async def queued(denial: Denial) -> None:
-            await context.write(
-                lock_pb2.HoldResponse(
-                    queued=lock_pb2.HoldQueued(
-                        position=denial.queue_position, holders=[_holder_pb(h) for h in denial.holders]
-                    )
-                )
-            )
-
-        acquiring = asyncio.create_task(self._store.acquire(lock, wait_s, queued))
-        try:
-            while True:
-                getting = asyncio.create_task(inbox.get())
-                await asyncio.wait({acquiring, getting}, return_when=asyncio.FIRST_COMPLETED)
-                if acquiring.done():
-                    getting.cancel()
-                    break
-                message = getting.result()
-                if message is None or message.WhichOneof("kind") == "release":
-                    acquiring.cancel()  # leaves the queue; a grant that raced is released
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await acquiring
-                    if message is not None:
-                        await context.write(lock_pb2.HoldResponse(not_acquired=lock_pb2.HoldNotAcquired()))
-                    return None
-                # Heartbeats while queued are ignored.
-        finally:
-            if not acquiring.done():
-                acquiring.cancel()
-        result = acquiring.result()
-        if result.grant is None:
-            assert result.denial is not None
-            await context.write(
-                lock_pb2.HoldResponse(
-                    not_acquired=lock_pb2.HoldNotAcquired(
-                        holders=[_holder_pb(h) for h in result.denial.holders],
-                        queue_position=result.denial.queue_position,
-                    )
-                )
-            )
-            return None
-        return result.grant
-
-    async def _hold_granted(
-        self, context: Ctx, lock: LockRequest, grant: Grant, inbox: asyncio.Queue[lock_pb2.HoldRequest | None]
-    ) -> None:
-        """Keep the grant while the client heartbeats; release it the moment the stream ends."""
-        loop = asyncio.get_running_loop()
-        held = True
-        try:
-            await context.write(lock_pb2.HoldResponse(acquired=_grant_pb(grant)))
-            lease_end = loop.time() + grant.valid_for_ms / 1000
-            renew_failed = False
-            while True:
-                try:
-                    message = await asyncio.wait_for(inbox.get(), max(0.0, lease_end - loop.time()))
-                except TimeoutError:
-                    reason = (
-                        lock_pb2.LOST_REASON_BACKEND_UNAVAILABLE
-                        if renew_failed
-                        else lock_pb2.LOST_REASON_EXPIRED
-                    )
-                    await self._lost(context, reason)
-                    return
-                if message is None:
-                    return  # the client closed its side: released in finally
-                kind = message.WhichOneof("kind")
-                if kind == "release":
-                    outcome = await self._store.release(lock.name, grant.lock_token)
-                    held = False
-                    await context.write(
-                        lock_pb2.HoldResponse(released=lock_pb2.HoldReleased(outcome=_release_pb(outcome)))
-                    )
-                    return
-                if kind == "acquire":
-                    raise invalid("acquire", "only the first message of a Hold stream may be acquire")
-                beat_ms = duration_ms("heartbeat.ttl", message.heartbeat.ttl)
-                ttl = self._limits.common.ttl_ms("heartbeat.ttl", beat_ms) if beat_ms else lock.ttl_ms
-                try:
-                    result = await self._store.extend(lock.name, grant.lock_token, ttl)
-                except BackendUnavailable:
-                    renew_failed = True  # keep the old lease end; Lost follows if it runs out
-                    continue
-                if not result.outcome.holds:
-                    held = False
-                    reason = (
-                        lock_pb2.LOST_REASON_EXPIRED
-                        if result.outcome is ExtendOutcome.EXPIRED
-                        else lock_pb2.LOST_REASON_NOT_HELD
-                    )
-                    await self._lost(context, reason)
-                    return
-                renew_failed = False
-                lease_end = loop.time() + result.valid_for_ms / 1000
-                await context.write(
-                    lock_pb2.HoldResponse(
-                        renewed=lock_pb2.HoldRenewed(
-                            expire_time=timestamp_ms(result.expire_ms),
-                            valid_for=duration_of_ms(result.valid_for_ms),
-                            fencing_token=result.fencing_token,
-                        )
-                    )
-                )
-        finally:
-            if held:
-                # Released at once, also when the stream broke or was cancelled (outside its deadline).
-                self._store.detach(self._store.release(lock.name, grant.lock_token))
-
-    async def _lost(self, context: Ctx, reason: lock_pb2.LostReason.ValueType) -> None:
-        await context.write(
-            lock_pb2.HoldResponse(lost=lock_pb2.HoldLost(reason=reason, message=_LOST_MESSAGE[reason]))
-        )
+            beat_ms = duration_ms("heartbeat.ttl", message.heartbeat.ttl)
+            return hold.Heartbeat(self._limits.common.ttl_ms("heartbeat.ttl", beat_ms) if beat_ms else 0)
+        except CoordError as error:
+            return hold.Refused(error)
 
     # -- validation --------------------------------------------------------------------------------
 
@@ -284,21 +166,6 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
     def _ttl_ms(self, field: str, value: duration_pb2.Duration) -> int:
         millis = duration_ms(field, value)
         return self._limits.common.ttl_ms(field, millis) if millis else self._limits.default_ttl_ms
-
-
-async def _read_into(context: Ctx, inbox: asyncio.Queue[lock_pb2.HoldRequest | None]) -> None:
-    """Move client messages into ``inbox``; ``None`` marks the end (closed or broken stream)."""
-    try:
-        while True:
-            message = await context.read()
-            if message is EOF:
-                break
-            inbox.put_nowait(message)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.debug("Hold stream read failed", exc_info=True)
-    inbox.put_nowait(None)
 
 
 def _token(field: str, token: str) -> str:
@@ -345,3 +212,39 @@ def _acquire_pb(result: AcquireResult) -> lock_pb2.AcquireResponse:
 
 def _release_pb(outcome: ReleaseOutcome) -> lock_pb2.ReleaseOutcome.ValueType:
     return lock_pb2.ReleaseOutcome.Value("RELEASE_OUTCOME_" + outcome.value)
+
+
+def _hold_pb(outcome: hold.Outcome) -> lock_pb2.HoldResponse:
+    match outcome:
+        case hold.Queued(denial):
+            holders = [_holder_pb(h) for h in denial.holders]
+            return lock_pb2.HoldResponse(
+                queued=lock_pb2.HoldQueued(position=denial.queue_position, holders=holders)
+            )
+        case hold.NotAcquired(None):
+            return lock_pb2.HoldResponse(not_acquired=lock_pb2.HoldNotAcquired())  # the client gave up
+        case hold.NotAcquired(denial):
+            assert denial is not None
+            return lock_pb2.HoldResponse(
+                not_acquired=lock_pb2.HoldNotAcquired(
+                    holders=[_holder_pb(h) for h in denial.holders], queue_position=denial.queue_position
+                )
+            )
+        case hold.Granted(grant):
+            return lock_pb2.HoldResponse(acquired=_grant_pb(grant))
+        case hold.Renewed(result):
+            return lock_pb2.HoldResponse(
+                renewed=lock_pb2.HoldRenewed(
+                    expire_time=timestamp_ms(result.expire_ms),
+                    valid_for=duration_of_ms(result.valid_for_ms),
+                    fencing_token=result.fencing_token,
+                )
+            )
+        case hold.Released(release_outcome):
+            return lock_pb2.HoldResponse(released=lock_pb2.HoldReleased(outcome=_release_pb(release_outcome)))
+        case hold.Lost(reason):
+            return lock_pb2.HoldResponse(
+                lost=lock_pb2.HoldLost(
+                    reason=lock_pb2.LostReason.Value("LOST_REASON_" + reason.value), message=reason.message
+                )
+            )

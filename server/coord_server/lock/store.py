@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ..redis import RedisBackend, ScriptArg, rpc_deadline, text
-from ..scripts import Script, ScriptSet
+from ..redis import RedisBackend, Script, ScriptArg, ScriptSet, deadline, text
 from .keys import LockKeys
 from .waiters import Waiters
 
@@ -150,22 +149,16 @@ class LockStore:
         self._history_ms = history_ms
         self._waiter_ttl_ms = waiter_ttl_ms
         self._fallback_max = fallback_max
-        lib = scripts["_lib"].source
-        # Every script is the shared prelude followed by its own file (see _lib.lua).
-        compose = {
-            name: Script.from_source(name, lib + "\n" + scripts[name].source)
-            for name in scripts.names()
-            if name != "_lib"
-        }
-        self._acquire = compose["acquire"]
-        self._release = compose["release"]
-        self._extend = compose["extend"]
-        self._cancel = compose["cancel"]
-        self._describe = compose["describe"]
+        # Every script includes the shared prelude (scripts/_lib.lua); ScriptSet composed them.
+        self._acquire = scripts["acquire"]
+        self._release = scripts["release"]
+        self._extend = scripts["extend"]
+        self._cancel = scripts["cancel"]
+        self._describe = scripts["describe"]
         self.waiters = Waiters(
             redis,
             keys,
-            compose["heartbeat"],
+            scripts["heartbeat"],
             history_ms=history_ms,
             waiter_ttl_ms=waiter_ttl_ms,
             heartbeat_interval=heartbeat_interval,
@@ -281,10 +274,10 @@ class LockStore:
 
 def _deadline_left() -> float:
     """Seconds until the RPC deadline, minus a margin to answer in time (infinite when none)."""
-    deadline = rpc_deadline.get()
-    if deadline is None:
+    at = deadline.current()
+    if at is None:
         return float("inf")
-    left = deadline - time.monotonic()
+    left = at - time.monotonic()
     return max(0.0, left - min(0.05, left * 0.1))
 
 

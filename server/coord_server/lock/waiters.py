@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import secrets
 import time
@@ -36,8 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CoordError
-from ..redis import RedisBackend, ScriptCall, text
-from ..scripts import Script
+from ..redis import RedisBackend, Script, ScriptCall, deadline, text
 from .keys import LockKeys
 
 log = logging.getLogger(__name__)
@@ -91,8 +89,10 @@ class Waiters:
             self._idle_stop = None
         if self._task is None or self._task.done():
             self._subscribed = asyncio.Event()
-            # A fresh context: the task must not inherit the deadline of the RPC that started it.
-            self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+            # The task must not inherit the deadline of the RPC that started it.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), context=deadline.detached_context()
+            )
         try:
             # Without a subscription, wake-ups published meanwhile would be missed; the fallback timers
             # and heartbeats still cover them, so a slow subscribe only delays, never blocks, a waiter.
@@ -131,9 +131,7 @@ class Waiters:
                 remote[server].append(wid)
         for server, wids in remote.items():
             try:
-                await self._redis.bounded(
-                    self._redis.client.publish(self._keys.wake_channel(server), " ".join(wids))
-                )
+                await self._redis.publish(self._keys.wake_channel(server), " ".join(wids))
             except CoordError as exc:  # a hint only: the waiter's heartbeat and timers still run
                 log.warning("could not publish a lock wake-up to server %s: %s", server, exc)
 
@@ -151,19 +149,19 @@ class Waiters:
     async def _run(self) -> None:
         next_beat = time.monotonic() + self._interval
         while True:
-            pubsub = self._redis.client.pubsub()
+            pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 while True:  # wait for the confirmation: only then can no wake-up be missed
-                    message = await pubsub.get_message(timeout=self._redis.timeout)
-                    if message is not None and message["type"] == "subscribe":
+                    message = await pubsub.get_message(self._redis.timeout, confirmations=True)
+                    if message is not None and message.kind == "subscribe":
                         break
                 self._subscribed.set()
                 while True:
                     wait = max(0.0, next_beat - time.monotonic())
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-                    if message is not None and message["type"] == "message":
-                        for wid in text(message["data"]).split():
+                    message = await pubsub.get_message(wait)
+                    if message is not None:
+                        for wid in text(message.data).split():
                             self.wake(wid)
                     if time.monotonic() >= next_beat:
                         await self._beat()
@@ -178,8 +176,7 @@ class Waiters:
                 self.wake_all()
                 await asyncio.sleep(min(1.0, self._interval))
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _beat(self) -> None:
         by_lock: dict[str, list[str]] = defaultdict(list)

@@ -39,7 +39,7 @@ _FAILURE_MODES = {m.name.lower(): m for m in FailureMode}
 _FIELDS = {"algorithm", "limit", "period", "burst", "on_backend_error"}
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """The policy file is malformed; the message names the file and line."""
 
 

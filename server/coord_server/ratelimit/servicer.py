@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,17 +10,18 @@ from typing import Any
 import grpc
 from google.rpc import status_pb2
 
+from coord.common.v1 import errors_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from .._grpc import answer_each, item_status, rpc, stream_rpc
 from .._proto import duration_fields_ms, duration_ms, timestamp_fields_ms
 from ..errors import invalid
-from ..redis import rpc_deadline
+from ..redis import deadline
 from ..validation import Limits
 from . import headers
+from .inline_rules import InlineRules
 from .policies import PolicyRegistry
-from .rules import Rule, make_rule
-from .store import CheckPlan, Decision, Item, RateLimitStore, Status
+from .store import CheckPlan, Decision, Item, LimitStatus, RateLimitStore
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -45,6 +45,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self._store = store
         self._policies = policies
         self._limits = limits
+        self._rules = InlineRules()
 
     @rpc
     async def Check(self, request: ratelimit_pb2.CheckRequest, context: Ctx) -> ratelimit_pb2.CheckResponse:
@@ -91,14 +92,14 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self, request: ratelimit_pb2.CheckBatchStreamRequest
     ) -> ratelimit_pb2.CheckBatchStreamResponse:
         self._limits.batch("checks", len(request.checks))
+        timeout = None
         if request.HasField("timeout"):
             millis = duration_ms("timeout", request.timeout)
             if not 0 < millis <= MAX_BATCH_TIMEOUT_MS:
                 raise invalid("timeout", f"must be 1 ms to 1 hour (got {millis} ms)")
-            # This batch's own task (answer_each runs each in one): the deadline is its alone.
-            deadline, stream_deadline = time.monotonic() + millis / 1000, rpc_deadline.get()
-            rpc_deadline.set(deadline if stream_deadline is None else min(deadline, stream_deadline))
-        results = await self._decide_batch(request.checks)
+            timeout = millis / 1000
+        with deadline.narrowed(timeout):  # the batch's own timeout, within the stream's deadline
+            results = await self._decide_batch(request.checks)
         return ratelimit_pb2.CheckBatchStreamResponse(batch_id=request.batch_id, results=results)
 
     async def _decide_batch(self, checks: Sequence[ratelimit_pb2.CheckRequest]) -> Any:
@@ -177,7 +178,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         key = self._limits.key(prefix + "key", descriptor.key)
         source = descriptor.WhichOneof("rule_source")
         if source == "rule":
-            rule = _rule(prefix + "rule.", descriptor.rule)
+            rule = self._rules.get(prefix + "rule.", descriptor.rule)
             name = rule.name or f"d{index}"
         elif source == "policy":
             policy = descriptor.policy
@@ -209,39 +210,13 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         return _Named(Item(key, rule, cost), name)
 
 
-def _stream_error(status: status_pb2.Status) -> ratelimit_pb2.StreamError:
+def _stream_error(status: status_pb2.Status) -> errors_pb2.StreamError:
     """The status one streamed or batched check failed with (StreamError has Status's fields)."""
-    return ratelimit_pb2.StreamError(code=status.code, message=status.message, details=status.details)
+    return errors_pb2.StreamError(code=status.code, message=status.message, details=status.details)
 
 
 def _batch_error(error: Exception) -> ratelimit_pb2.CheckBatchResult:
     return ratelimit_pb2.CheckBatchResult(error=_stream_error(item_status(_CHECK_BATCH, error)))
-
-
-# Validated inline rules by their fields: most traffic repeats a handful of rules, and validating
-# one costs more than the rest of a check's preparation. Rules are immutable; only valid ones enter.
-_RULES: dict[tuple[int, int, int, int, int, int, str], Rule] = {}
-_RULES_MAX = 4096
-
-
-def _rule(prefix: str, r: ratelimit_pb2.Rule) -> Rule:
-    period = r.period
-    fields = (r.algorithm, r.limit, period.seconds, period.nanos, r.burst, r.on_backend_error, r.name)
-    rule = _RULES.get(fields)
-    if rule is None:
-        rule = make_rule(
-            prefix,
-            algorithm=int(r.algorithm),
-            limit=r.limit,
-            period_ms=duration_ms(prefix + "period", period),
-            burst=r.burst,
-            on_backend_error=int(r.on_backend_error),
-            name=r.name,
-        )
-        if len(_RULES) >= _RULES_MAX:
-            _RULES.clear()  # many distinct rules: start over rather than grow without bound
-        _RULES[fields] = rule
-    return rule
 
 
 # A reply is built from plain dicts, which the protobuf constructors take for message fields: every
@@ -259,7 +234,7 @@ def _period(millis: int) -> dict[str, int]:
     return _duration_us(millis * 1000)  # shared between replies: the constructor only reads it
 
 
-def _status_fields(named: _Named, status: Status) -> dict[str, Any]:
+def _status_fields(named: _Named, status: LimitStatus) -> dict[str, Any]:
     """A DescriptorStatus."""
     rule = named.item.rule
     return {

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendUnavailable
-from ..redis import RedisBackend, ScriptArg, ScriptCall
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptArg, ScriptCall, ScriptSet
 from .denials import DenialKey, Denials
 from .keys import RateLimitKeys
 from .rules import FailureMode, Rule
@@ -32,7 +31,7 @@ class Item:
 
 
 @dataclass(frozen=True)
-class Status:
+class LimitStatus:
     """The decision for one Item; times in microseconds by the Redis clock."""
 
     allowed: bool
@@ -44,9 +43,9 @@ class Status:
 
 @dataclass(frozen=True)
 class Decision:
-    """The decision for a whole Check: one Status per Item, in order."""
+    """The decision for a whole Check: one LimitStatus per Item, in order."""
 
-    statuses: list[Status]
+    statuses: list[LimitStatus]
     now_us: int  # Redis TIME of the decision; 0 when backend_unavailable
     backend_unavailable: bool = False
 
@@ -118,7 +117,7 @@ class RateLimitStore:
                     to_send.append(index)
                 else:
                     retry_us, reset_us, now_us = known
-                    decisions[index] = Decision([Status(False, False, 0, reset_us, retry_us)], now_us)
+                    decisions[index] = Decision([LimitStatus(False, False, 0, reset_us, retry_us)], now_us)
         asked_at = time.monotonic()
         calls = [call for index in to_send for call in plans[index].calls]
         try:
@@ -174,13 +173,13 @@ class CheckPlan:
 
 
 def _decision(plan: CheckPlan, replies: Sequence[Any]) -> Decision:
-    statuses: list[Status | None] = [None] * len(plan.items)
+    statuses: list[LimitStatus | None] = [None] * len(plan.items)
     now_us = 0
     for indexes, reply in zip(plan.groups, replies, strict=True):
         now_us = now_us or int(reply[0])
         for n, index in enumerate(indexes):
             a, c, remaining, reset_us, retry_us = (int(v) for v in reply[1 + 5 * n : 6 + 5 * n])
-            statuses[index] = Status(bool(a), bool(c), remaining, reset_us, retry_us)
+            statuses[index] = LimitStatus(bool(a), bool(c), remaining, reset_us, retry_us)
     return Decision([s for s in statuses if s is not None], now_us)
 
 
@@ -188,5 +187,5 @@ def _failure_decision(items: Sequence[Item]) -> Decision:
     statuses = []
     for item in items:
         is_open = item.rule.on_backend_error is FailureMode.OPEN
-        statuses.append(Status(is_open, False, 0, 0, 0 if is_open else BACKEND_RETRY_US))
+        statuses.append(LimitStatus(is_open, False, 0, 0, 0 if is_open else BACKEND_RETRY_US))
     return Decision(statuses, 0, backend_unavailable=True)

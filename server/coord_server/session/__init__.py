@@ -7,8 +7,7 @@ import grpc
 from coord.session.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Settings
-from ..redis import RedisBackend
-from ..scripts import ScriptSet
+from ..redis import RedisBackend, ScriptSet
 from ..validation import Limits
 from .keys import SessionKeys
 from .servicer import SessionLimits, SessionServicer

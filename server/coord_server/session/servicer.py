@@ -21,7 +21,6 @@ from .._proto import duration_ms, timestamp_ms
 from ..config import Settings
 from ..errors import invalid
 from ..validation import Limits
-from .keys import ParsedToken, parse_token, session_bucket
 from .store import (
     AttributeChanges,
     ClientInfo,
@@ -29,11 +28,12 @@ from .store import (
     Cursor,
     Invalid,
     LimitPolicy,
-    NewSession,
+    Session,
+    SessionSpec,
     SessionStore,
-    SessionView,
     attributes_too_large,
 )
+from .tokens import ParsedToken, parse_token, session_bucket
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -104,7 +104,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 raise invalid("limit_policy", "must be set when max_sessions is set")
             policy = LimitPolicy(request.limit_policy)
         created = await self._store.create(
-            NewSession(
+            SessionSpec(
                 subject, attributes, idle, absolute, max_sessions, policy, self._client(request.client)
             )
         )
@@ -316,7 +316,7 @@ def _invalid_pb(result: Invalid) -> session_pb2.Invalid:
     return session_pb2.Invalid(reason=int(result.reason))  # type: ignore[arg-type]
 
 
-def _session_pb(view: SessionView) -> session_pb2.Session:
+def _session_pb(view: Session) -> session_pb2.Session:
     return session_pb2.Session(
         session_id=view.session_id,
         subject=view.subject,

@@ -13,17 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FailedPrecondition, FieldViolation, LimitReached, OutOfRange, TooLarge
-from ..redis import RedisBackend, ScriptArg, text
-from ..scripts import ScriptSet
-from .keys import (
-    BUCKETS,
-    ParsedToken,
-    SessionKeys,
-    new_session_id,
-    new_token,
-    subject_bucket,
-    token_digest,
-)
+from ..redis import RedisBackend, ScriptArg, ScriptSet, text
+from .keys import BUCKETS, SessionKeys, subject_bucket
+from .tokens import ParsedToken, new_session_id, new_token, token_digest
 
 
 class InvalidReason(enum.IntEnum):
@@ -50,7 +42,7 @@ class ClientInfo:
 
 
 @dataclass(frozen=True)
-class SessionView:
+class Session:
     """A live session as read. Times are Unix ms by the Redis clock."""
 
     session_id: str
@@ -74,7 +66,9 @@ class Invalid:
 
 
 @dataclass(frozen=True)
-class NewSession:
+class SessionSpec:
+    """What Create asks for: the session to make, and what to do when its subject is full."""
+
     subject: str
     attributes: Mapping[str, bytes]
     idle_ms: int
@@ -85,9 +79,9 @@ class NewSession:
 
 
 @dataclass(frozen=True)
-class Created:
+class NewSession:
     token: str = field(repr=False)
-    session: SessionView
+    session: Session
     evicted: tuple[str, ...]
 
 
@@ -112,9 +106,9 @@ class Conflict:
 
 
 @dataclass(frozen=True)
-class Rotated:
+class Rotation:
     token: str = field(repr=False)
-    session: SessionView
+    session: Session
     old_token_expire_ms: int
 
 
@@ -127,8 +121,8 @@ class Cursor:
 
 
 @dataclass(frozen=True)
-class Page:
-    sessions: list[SessionView]
+class SessionPage:
+    sessions: list[Session]
     next: Cursor | None
 
 
@@ -159,7 +153,7 @@ class SessionStore:
         self._list = scripts["list"]
         self._prune_index = scripts["prune_index"]
 
-    async def create(self, new: NewSession) -> Created:
+    async def create(self, new: SessionSpec) -> NewSession:
         bucket = subject_bucket(new.subject) if new.subject else secrets.randbelow(BUCKETS)
         keys = list(self._keys.bucket(bucket))
         if new.subject:
@@ -187,7 +181,7 @@ class SessionStore:
             code = int(reply[0])
             if code == 1:
                 created = int(reply[1])
-                view = SessionView(
+                view = Session(
                     session_id=session_id,
                     subject=new.subject,
                     version=1,
@@ -198,18 +192,19 @@ class SessionStore:
                     client=new.client,
                     attributes=dict(new.attributes),
                 )
-                return Created(token, view, tuple(text(e) for e in reply[2]))
+                return NewSession(token, view, tuple(text(e) for e in reply[2]))
             if code == 0:
                 active = int(reply[1])
                 raise LimitReached(
                     f"the subject already has {active} live sessions; the limit is {new.max_sessions}",
+                    reason="SESSION_LIMIT_REACHED",
                     metadata={"limit": str(new.max_sessions), "active": str(active)},
                 )
         raise RuntimeError("could not allocate a unique session id")
 
     async def validate(
         self, token: ParsedToken, *, touch: bool, names: Sequence[str] | None
-    ) -> SessionView | Invalid:
+    ) -> Session | Invalid:
         """``names``: None for all attributes, an empty sequence for none."""
         mode = "1" if names is None else ("2" if names else "0")
         args: list[ScriptArg] = [
@@ -272,7 +267,7 @@ class SessionStore:
             )
         raise attributes_too_large("set", int(reply[1]), self._config.max_attributes_bytes)
 
-    async def rotate(self, token: ParsedToken, grace_ms: int) -> Rotated | Invalid:
+    async def rotate(self, token: ParsedToken, grace_ms: int) -> Rotation | Invalid:
         fresh = new_token(token.session_id)
         args: list[ScriptArg] = [
             token.session_id,
@@ -284,7 +279,7 @@ class SessionStore:
         reply = await self._redis.run(self._rotate, self._keys.bucket(token.bucket), args)
         if int(reply[0]) == 0:
             return Invalid(InvalidReason(int(reply[1])))
-        return Rotated(fresh, _view(token.session_id, reply[1:10], {}), int(reply[10]))
+        return Rotation(fresh, _view(token.session_id, reply[1:10], {}), int(reply[10]))
 
     async def revoke(self, session_id: str, bucket: int, digest: str = "") -> bool:
         """Revoke by token (``digest`` of it) or, with no digest, by session id alone."""
@@ -306,7 +301,7 @@ class SessionStore:
         reply = await self._redis.run(self._revoke_all, keys, [except_session_id, self._config.tombstone_ms])
         return int(reply[0])
 
-    async def list(self, subject: str, page_size: int, after: Cursor | None) -> Page:
+    async def list(self, subject: str, page_size: int, after: Cursor | None) -> SessionPage:
         bucket = subject_bucket(subject)
         records, _, ends = self._keys.bucket(bucket)
         keys = [records, ends, self._keys.subject(bucket, subject)]
@@ -319,8 +314,8 @@ class SessionStore:
         sessions = [_view(text(row[0]), row[1:10], {}) for row in reply[1]]
         if int(reply[0]) == 1 and sessions:
             last = sessions[-1]
-            return Page(sessions, Cursor(last.created_ms, last.session_id))
-        return Page(sessions, None)
+            return SessionPage(sessions, Cursor(last.created_ms, last.session_id))
+        return SessionPage(sessions, None)
 
 
 def attributes_too_large(field_path: str, actual: int, limit: int) -> TooLarge:
@@ -333,9 +328,9 @@ def attributes_too_large(field_path: str, actual: int, limit: int) -> TooLarge:
     )
 
 
-def _view(session_id: str, row: Sequence[Any], attributes: Mapping[str, bytes]) -> SessionView:
+def _view(session_id: str, row: Sequence[Any], attributes: Mapping[str, bytes]) -> Session:
     """``row``: subject, version, created, last, idle ms, absolute at, ip, user agent, label."""
-    return SessionView(
+    return Session(
         session_id=session_id,
         subject=text(row[0]),
         version=int(row[1]),

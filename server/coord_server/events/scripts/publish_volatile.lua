@@ -4,7 +4,11 @@
   ARGV[3] the encoded event (without its number)
   Returns {sequence, receivers}: the message sent is "<sequence>:<encoded event>"; receivers is what
   PUBLISH counted (server processes listening, not subscribers). Numbering and sending are one atomic
-  step, so subscribers see numbers in order and any hole is a lost message. ]]
+  step, so subscribers see numbers in order and any hole is a lost message.
+  Missing arguments are an error reply before anything is written. ]]
+if not (tonumber(ARGV[1]) and ARGV[2] and ARGV[3]) then
+  return redis.error_reply('ERR publish_volatile needs a sequence ttl, a channel and an event')
+end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local receivers = redis.call('PUBLISH', ARGV[2], string.format('%.0f', seq) .. ':' .. ARGV[3])

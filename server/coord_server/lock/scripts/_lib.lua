@@ -1,4 +1,5 @@
---[[ Shared prelude of every lock script (prepended by LockScripts; never run on its own).
+--[[ Shared prelude of every lock script: each includes it with "-- @include _lib" right after its
+  header, and ScriptSet composes them once at load (coord_server/redis/scripts.py). Never run alone.
   Every lock script takes the same seven keys, all with the lock's hash tag {<name>}:
   KEYS[1] H     ZSET  live grants: member lock token, score expiry (Unix ms, Redis clock)
   KEYS[2] D     HASH  lock token -> "state|mode|limit|fence|owner", state H held | R released | E expired

@@ -9,6 +9,7 @@
   wake is a flat list {server, waiter id, ...} of waiters that may now be granted; holders is a list
   of {record, expiry} (see _lib.lua). A granted waiter leaves the queue. Fencing token =
   max(newest + 1, Redis TIME in microseconds): strictly increasing, also after a restart. ]]
+-- @include _lib
 local TOKEN, WID, MODE = ARGV[2], ARGV[3], ARGV[4]
 local LIMIT, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
 local QUEUE, WAITER_TTL, SERVER, OWNER = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]

@@ -2,6 +2,7 @@
   grant was made but its answer never reached the waiter), that grant is released too.
   KEYS: the seven lock keys (see _lib.lua).   ARGV[1] history ms   ARGV[2] waiter id   ARGV[3] lock token
   Returns {released (1 if a raced grant was released), wake}. ]]
+-- @include _lib
 local WID, TOKEN = ARGV[2], ARGV[3]
 local changed = purge()
 changed = changed + redis.call('ZREM', Q, WID)

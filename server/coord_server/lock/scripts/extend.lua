@@ -5,6 +5,7 @@
   ARGV[1] history ms   ARGV[2] lock token   ARGV[3] ttl ms   ARGV[4] 1 = resume an expired grant
   Returns {outcome, fence, expiry_ms, now_ms, wake}: outcome 'EXTENDED' | 'RESUMED' | 'EXPIRED' |
   'RELEASED' | 'NOT_HELD' | 'HELD_BY_OTHER' (fence and expiry are 0 unless EXTENDED or RESUMED). ]]
+-- @include _lib
 local TOKEN, TTL, RESUME = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local changed = purge()
 local rec = redis.call('HGET', D, TOKEN)

@@ -4,6 +4,7 @@
   KEYS: the seven lock keys (see _lib.lua).
   ARGV[1] history ms   ARGV[2] waiter heartbeat ttl ms   ARGV[3..] waiter ids of this server
   Returns {missing, wake}: missing lists the given waiter ids no longer queued (they must re-queue). ]]
+-- @include _lib
 local WAITER_TTL = tonumber(ARGV[2])
 local changed = purge()
 local missing = {}

@@ -2,6 +2,7 @@
   KEYS: the seven lock keys (see _lib.lua).   ARGV[1] history ms   ARGV[2] lock token
   Returns {outcome, wake}: outcome 'RELEASED' (now, or already earlier) | 'EXPIRED' | 'NOT_HELD' |
   'HELD_BY_OTHER'; wake is the flat {server, waiter id, ...} list of waiters that may now be granted. ]]
+-- @include _lib
 local TOKEN = ARGV[2]
 local changed = purge()
 local outcome

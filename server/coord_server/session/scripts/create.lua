@@ -11,21 +11,13 @@
   Returns {1, created_ms, {evicted session ids}} | {0, live sessions} limit reached (reject) | {-1} id taken.
   The limit check and the insert are one atomic step, so N concurrent creates with limit L leave
   exactly L sessions. ]]
+-- @include _lib
 local M, A, X, U = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local sid = ARGV[1]
 local linger = tonumber(ARGV[11])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
-local function fmt(n) return string.format('%.0f', n) end
 
 -- Forget ended sessions whose tombstone time is over (bounded work per call).
-local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
-for _, id in ipairs(dead) do
-  redis.call('HDEL', M, id)
-  redis.call('HDEL', A, id)
-  redis.call('ZREM', X, id)
-end
+forget_ended(M, A, X, linger)
 
 if redis.call('HEXISTS', M, sid) == 1 then
   return {-1}
@@ -85,9 +77,5 @@ end
 redis.call('ZADD', X, fmt(deadline), sid)
 
 -- The bucket's keys live until the last session in it has ended and its tombstone time is over.
-local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
-local expire_at = fmt(tonumber(top[2]) + linger)
-redis.call('PEXPIREAT', M, expire_at)
-redis.call('PEXPIREAT', A, expire_at)
-redis.call('PEXPIREAT', X, expire_at)
+expire_bucket(M, A, X, linger)
 return {1, now, evicted}

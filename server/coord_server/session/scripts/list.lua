@@ -6,10 +6,9 @@
   Returns {more (1|0), {{id, subject, version, created, last, idle ms, absolute at, ip, ua, label}, ...}}
   Order is the index order: created ms, then session id. A cursor whose session is still listed
   resumes right after it; one whose session has ended resumes after its creation time. ]]
+-- @include _lib
 local M, X, U = KEYS[1], KEYS[2], KEYS[3]
 local size = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local live, created = {}, {}
 local members = redis.call('ZRANGE', U, 0, -1, 'WITHSCORES')

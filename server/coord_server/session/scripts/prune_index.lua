@@ -3,9 +3,8 @@
   KEYS[2] subject  coord:<tenant>:session:{b<n>}:u:<subject>  ZSET session id -> created ms
   Returns {live sessions left}. Only removes members, so it is safe to run at any time, any number of
   times; the index key is deleted when it becomes empty. ]]
+-- @include _lib
 local X, U = KEYS[1], KEYS[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, id in ipairs(redis.call('ZRANGE', U, 0, -1)) do
   local ends = redis.call('ZSCORE', X, id)
   if not ends or tonumber(ends) <= now then

@@ -10,43 +10,18 @@
   (the token does not name the subject): the caller runs prune_index.lua with the returned subject, and
   every script that reads the index (create, list, revoke-all) prunes it first, so it never lists a
   revoked session. ]]
+-- @include _lib
 local M, A, X = KEYS[1], KEYS[2], KEYS[3]
 local sid, hash = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function fmt(n) return string.format('%.0f', n) end
-
-local raw = redis.call('HGET', M, sid)
-if not raw then
-  return {0}
-end
-local rec = cmsgpack.unpack(raw)
-if hash ~= '' and hash ~= rec.th then
-  if rec.oh == nil or hash ~= rec.oh or now >= rec.gu then
-    return {0}
-  end
-end
-if rec.st or now >= rec.a or now >= rec.l + rec.i then
+local rec = live_record(M, sid, hash ~= '' and hash or nil)
+if not rec then
   return {0}
 end
 redis.call('HSET', M, sid, cmsgpack.pack({st = 'r', th = rec.th, oh = rec.oh, gu = rec.gu, sub = rec.sub}))
 redis.call('HDEL', A, sid)
 redis.call('ZADD', X, fmt(now), sid)
 local linger = tonumber(ARGV[3])
-local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
-for _, id in ipairs(dead) do
-  redis.call('HDEL', M, id)
-  redis.call('HDEL', A, id)
-  redis.call('ZREM', X, id)
-end
-local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
-if #top == 0 then
-  redis.call('DEL', M, A, X)
-  return {1, rec.sub}
-end
-local expire_at = fmt(tonumber(top[2]) + linger)
-redis.call('PEXPIREAT', M, expire_at)
-redis.call('PEXPIREAT', A, expire_at)
-redis.call('PEXPIREAT', X, expire_at)
+forget_ended(M, A, X, linger)
+expire_bucket(M, A, X, linger)
 return {1, rec.sub}

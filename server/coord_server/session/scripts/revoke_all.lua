@@ -5,13 +5,10 @@
   KEYS[4] subject  coord:<tenant>:session:{b<n>}:u:<subject>  ZSET session id -> created ms
   ARGV[1] session id to keep ('' = none)   ARGV[2] tombstone ms
   Returns {revoked count}. Afterwards the subject index holds the kept session only (if it is live). ]]
+-- @include _lib
 local M, A, X, U = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local keep = ARGV[1]
 local linger = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
-local function fmt(n) return string.format('%.0f', n) end
 
 local revoked = 0
 for _, id in ipairs(redis.call('ZRANGE', U, 0, -1)) do
@@ -30,19 +27,6 @@ end
 if redis.call('ZCARD', U) == 0 then
   redis.call('DEL', U)
 end
-local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
-for _, id in ipairs(dead) do
-  redis.call('HDEL', M, id)
-  redis.call('HDEL', A, id)
-  redis.call('ZREM', X, id)
-end
-local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
-if #top == 0 then
-  redis.call('DEL', M, A, X)
-  return {revoked}
-end
-local expire_at = fmt(tonumber(top[2]) + linger)
-redis.call('PEXPIREAT', M, expire_at)
-redis.call('PEXPIREAT', A, expire_at)
-redis.call('PEXPIREAT', X, expire_at)
+forget_ended(M, A, X, linger)
+expire_bucket(M, A, X, linger)
 return {revoked}

@@ -9,26 +9,15 @@
   Only the current token rotates, so concurrent rotations cannot fork a session. Only the digest of the
   new token is stored; nothing a holder of the old token can read leads to the new one. The grace of
   any earlier token ends here: at most one previous token works at a time. ]]
+-- @include _lib
 local M, A, X = KEYS[1], KEYS[2], KEYS[3]
 local sid, hash = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function fmt(n) return string.format('%.0f', n) end
-
-local raw = redis.call('HGET', M, sid)
-if not raw then
-  return {0, 1}
+local rec, why = live_record(M, sid, hash)
+if not rec then
+  return {0, why}
 end
-local rec = cmsgpack.unpack(raw)
-if hash ~= rec.th and (rec.oh == nil or hash ~= rec.oh) then
-  return {0, 1}
-end
-if rec.st == 'r' then return {0, 4} end
-if rec.st == 'e' then return {0, 5} end
-if now >= rec.a then return {0, 3} end
-if now >= rec.l + rec.i then return {0, 2} end
-if hash ~= rec.th then return {0, 6} end
+if hash ~= rec.th then return {0, 6} end  -- a previous token, even within its grace, does not rotate
 
 rec.oh = rec.th
 rec.gu = now + tonumber(ARGV[4])
@@ -37,15 +26,6 @@ rec.l = now
 redis.call('HSET', M, sid, cmsgpack.pack(rec))
 redis.call('ZADD', X, fmt(math.min(now + rec.i, rec.a)), sid)
 local linger = tonumber(ARGV[5])
-local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
-for _, id in ipairs(dead) do
-  redis.call('HDEL', M, id)
-  redis.call('HDEL', A, id)
-  redis.call('ZREM', X, id)
-end
-local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
-local expire_at = fmt(tonumber(top[2]) + linger)
-redis.call('PEXPIREAT', M, expire_at)
-redis.call('PEXPIREAT', A, expire_at)
-redis.call('PEXPIREAT', X, expire_at)
+forget_ended(M, A, X, linger)
+expire_bucket(M, A, X, linger)
 return {1, rec.sub, rec.v, rec.c, rec.l, rec.i, rec.a, rec.ip, rec.ua, rec.lb, rec.gu}

@@ -9,47 +9,22 @@
         | {1, subject, version, created, last, idle ms, absolute at, ip, ua, label, {name, value, ...}}
   A token whose digest matches neither the current nor the previous token of the record is unknown,
   whatever state the session is in: a guessed token learns nothing. ]]
+-- @include _lib
 local M, A, X = KEYS[1], KEYS[2], KEYS[3]
 local sid, hash = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function fmt(n) return string.format('%.0f', n) end
-
-local raw = redis.call('HGET', M, sid)
-if not raw then
-  return {0, 1}
+local rec, why = live_record(M, sid, hash)
+if not rec then
+  return {0, why}
 end
-local rec = cmsgpack.unpack(raw)
-local grace = false
-if hash ~= rec.th then
-  if rec.oh == nil or hash ~= rec.oh then
-    return {0, 1}
-  end
-  grace = true
-end
-if rec.st == 'r' then return {0, 4} end
-if rec.st == 'e' then return {0, 5} end
-if now >= rec.a then return {0, 3} end
-if now >= rec.l + rec.i then return {0, 2} end
-if grace and now >= rec.gu then return {0, 6} end
 
 if ARGV[3] == '1' and now - rec.l >= math.min(tonumber(ARGV[4]), math.floor(rec.i / 20)) then
   rec.l = now
   redis.call('HSET', M, sid, cmsgpack.pack(rec))
   redis.call('ZADD', X, fmt(math.min(now + rec.i, rec.a)), sid)
   local linger = tonumber(ARGV[5])
-  local dead = redis.call('ZRANGEBYSCORE', X, '-inf', fmt(now - linger), 'LIMIT', 0, 32)
-  for _, id in ipairs(dead) do
-    redis.call('HDEL', M, id)
-    redis.call('HDEL', A, id)
-    redis.call('ZREM', X, id)
-  end
-  local top = redis.call('ZRANGE', X, -1, -1, 'WITHSCORES')
-  local expire_at = fmt(tonumber(top[2]) + linger)
-  redis.call('PEXPIREAT', M, expire_at)
-  redis.call('PEXPIREAT', A, expire_at)
-  redis.call('PEXPIREAT', X, expire_at)
+  forget_ended(M, A, X, linger)
+  expire_bucket(M, A, X, linger)
 end
 
 local out = {}
