@@ -66,6 +66,10 @@ def test_async_session_manager(coord):
             assert v.session is not None and len(v.session.attributes) == 20
             rotated = await client.session.rotate(newer.token)
             assert rotated.token
+            assert await client.session.validate(newer.token)  # the server's default grace
+            login = await client.session.rotate_on_login(rotated.token)
+            assert (await client.session.validate(rotated.token)).reason == "superseded"  # no grace
+            rotated = login
             assert [s.session_id async for s in client.session.iter_sessions("bob")] == [
                 newer.session.session_id
             ]

@@ -10,6 +10,17 @@ from coord.session.v1 import session_pb2 as pb
 from .conftest import assert_clean, create, ms, reason_of, validate, wait_until
 
 
+def test_rotate_with_zero_grace_ends_the_old_token_at_once(coord, sessions):
+    # Rotation after login against session fixation: the pre-login token must not work for a moment.
+    r = create(sessions, attributes={"role": b"user"})
+    rotated = sessions.Rotate(pb.RotateRequest(token=r.token, grace=ms(0))).rotated
+    assert rotated.token != r.token
+    assert reason_of(validate(sessions, r.token)) == pb.INVALID_REASON_SUPERSEDED
+    assert validate(sessions, rotated.token).session.attributes == {}  # names not asked for
+    assert validate(sessions, rotated.token, attribute_names=["*"]).session.attributes["role"] == b"user"
+    assert_clean(coord, [r.token, rotated.token])
+
+
 def test_rotate_under_concurrent_validations_with_the_old_token(coord, sessions):
     r = create(sessions, attributes={"role": b"user"})
     old = r.token

@@ -106,7 +106,7 @@ CASES = [
         "INVALID_FIELD",
     ),
     ("Update", pb.UpdateRequest(token=GOOD_TOKEN, remove=[""]), "remove[0]", "INVALID_FIELD"),
-    ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(0)), "grace", "INVALID_FIELD"),
+    ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(-1)), "grace", "INVALID_FIELD"),
     ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(301_000)), "grace", "TTL_OUT_OF_RANGE"),
     ("Rotate", pb.RotateRequest(token="cs1_short"), "token", "SESSION_TOKEN_MALFORMED"),
     ("Revoke", pb.RevokeRequest(), "target", "INVALID_FIELD"),

@@ -11,7 +11,7 @@ timezone-aware ``datetime`` values in UTC; durations are seconds (``float``).
         if v:
             print(v.session.subject, v.session.attributes["role"])
         client.session.update(new.token, set={"cart": b"[]"}, increment={"visits": 1})
-        rotated = client.session.rotate(new.token)  # after login: a new token, old one has a grace
+        rotated = client.session.rotate_on_login(new.token)  # after login: the old token dies at once
         client.session.revoke(rotated.token)
 
 The package: ``models`` (the results), ``_codec`` (request building and response parsing, shared),

@@ -33,6 +33,7 @@ class AsyncSessionAPI(AsyncService):
     validate = awaiting(SessionAPI.validate)
     update = awaiting(SessionAPI.update)
     rotate = awaiting(SessionAPI.rotate)
+    rotate_on_login = awaiting(SessionAPI.rotate_on_login)
     revoke = awaiting(SessionAPI.revoke)
     list = awaiting(SessionAPI.list)
     revoke_all = awaiting(SessionAPI.revoke_all)

@@ -85,8 +85,20 @@ class SessionAPI(SyncService):
         return self._send(call, timeout)
 
     def rotate(self, token: str, *, grace: float | None = None, timeout: float | None = None) -> Rotation:
-        """Give the session a new token; the old one works for ``grace`` seconds more."""
+        """Give the session a new token; the old one works for ``grace`` seconds more.
+
+        ``grace`` None is the server's default (30 s unless configured); 0 ends the old token at once.
+        A grace serves requests already on their way with the old token (a page's parallel calls).
+        """
         return self._send(_codec.rotate(token, grace), timeout)
+
+    def rotate_on_login(self, token: str, *, timeout: float | None = None) -> Rotation:
+        """Rotate with no grace, as a login (or any privilege change) must: against session fixation.
+
+        A token handed out before the login (possibly planted by an attacker) stops working at once,
+        so only the token returned here carries the login's rights.
+        """
+        return self._send(_codec.rotate(token, 0.0), timeout)
 
     def revoke(
         self, token: str | None = None, *, session_id: str | None = None, timeout: float | None = None

@@ -153,15 +153,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         token = _token("token", request.token)
         grace = self._session.default_grace_ms
         if request.HasField("grace"):
+            # Zero is a hard cut: the old token stops at once (rotation after login, against fixation).
             grace = duration_ms("grace", request.grace)
-            if grace == 0:
-                raise invalid("grace", "must be positive (revoke and create for a hard cut)")
             if grace > self._session.max_grace_ms:
                 raise invalid(
                     "grace",
                     f"must be at most {self._session.max_grace_ms} ms (got {grace} ms)",
                     reason="TTL_OUT_OF_RANGE",
-                    min="1ms",
+                    min="0ms",
                     max=f"{self._session.max_grace_ms}ms",
                 )
         result = await self._store.rotate(token, grace)
