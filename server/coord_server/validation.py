@@ -36,13 +36,8 @@ class Limits:
             raise invalid(field, "must not be empty")
         size = len(key.encode("utf-8", "surrogatepass"))
         if size > self.max_key_bytes:
-            raise invalid(
-                field,
-                f"is {size} bytes; the limit is {self.max_key_bytes} bytes",
-                reason="KEY_TOO_LONG",
-                limit=str(self.max_key_bytes),
-                actual=str(size),
-            )
+            description = f"is {size} bytes; the limit is {self.max_key_bytes} bytes"
+            raise _over_limit(field, description, "KEY_TOO_LONG", size, self.max_key_bytes)
         if "\x00" in key or "\n" in key or "\r" in key:
             raise invalid(field, "must not contain NUL, CR or LF characters")
         return key
@@ -61,13 +56,8 @@ class Limits:
         if count == 0 and not allow_empty:
             raise invalid(field, "must hold at least one item")
         if count > self.max_batch:
-            raise invalid(
-                field,
-                f"holds {count} items; the limit is {self.max_batch}",
-                reason="BATCH_TOO_LARGE",
-                limit=str(self.max_batch),
-                actual=str(count),
-            )
+            description = f"holds {count} items; the limit is {self.max_batch}"
+            raise _over_limit(field, description, "BATCH_TOO_LARGE", count, self.max_batch)
 
     def ttl_ms(self, field: str, millis: int | None) -> int:
         """A TTL in ms: None or 0 means the default; otherwise it must lie within the bounds."""
@@ -82,6 +72,12 @@ class Limits:
                 max=f"{self.max_ttl_ms}ms",
             )
         return millis
+
+
+def _over_limit(field: str, description: str, reason: str, actual: int, limit: int) -> InvalidArgument:
+    """INVALID_ARGUMENT for a field over a configured limit; the metadata carries both numbers
+    (``limit``, ``actual``) so that a client can adapt, not only show the message."""
+    return invalid(field, description, reason=reason, limit=str(limit), actual=str(actual))
 
 
 __all__ = ["InvalidArgument", "Limits"]

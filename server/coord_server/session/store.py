@@ -251,20 +251,8 @@ class SessionStore:
             return Invalid(InvalidReason(int(reply[1])))
         if code == 2:
             return Conflict(int(reply[1]))
-        if code == -1:
-            name = text(reply[1])
-            raise FailedPrecondition(
-                f"attribute {name!r} does not hold a decimal integer; it cannot be incremented",
-                reason="VALUE_NOT_INTEGER",
-                metadata={"field": f"increment[{name}]", "attribute": name},
-            )
-        if code == -2:
-            name = text(reply[1])
-            raise OutOfRange(
-                f"incrementing attribute {name!r} would leave the range +/-(2^53 - 1)",
-                reason="INTEGER_OVERFLOW",
-                metadata={"field": f"increment[{name}]", "attribute": name},
-            )
+        if code in (-1, -2):
+            raise _increment_refused(code, text(reply[1]))
         raise attributes_too_large("set", int(reply[1]), self._config.max_attributes_bytes)
 
     async def rotate(self, token: ParsedToken, grace_ms: int) -> Rotation | Invalid:
@@ -325,6 +313,23 @@ def attributes_too_large(field_path: str, actual: int, limit: int) -> TooLarge:
         reason="SESSION_ATTRIBUTES_TOO_LARGE",
         metadata={"field": field_path, "limit": str(limit), "actual": str(actual)},
         violations=(FieldViolation(field_path, description),),
+    )
+
+
+def _increment_refused(code: int, name: str) -> FailedPrecondition | OutOfRange:
+    """update.lua's refusal to increment attribute ``name``: code -1, it does not hold a decimal
+    integer; -2, the sum would leave +/-(2^53 - 1). Both name the attribute in the metadata."""
+    metadata = {"field": f"increment[{name}]", "attribute": name}
+    if code == -1:
+        return FailedPrecondition(
+            f"attribute {name!r} does not hold a decimal integer; it cannot be incremented",
+            reason="VALUE_NOT_INTEGER",
+            metadata=metadata,
+        )
+    return OutOfRange(
+        f"incrementing attribute {name!r} would leave the range +/-(2^53 - 1)",
+        reason="INTEGER_OVERFLOW",
+        metadata=metadata,
     )
 
 

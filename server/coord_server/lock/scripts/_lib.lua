@@ -145,6 +145,17 @@ local function wake_list(all)
   return out
 end
 
+-- How a script that may have changed the lock ends: when `changed` (entries purged, ended or granted)
+-- is above 0, the grant keys get their TTL again and the waiters that may now be granted are returned
+-- for wake-ups (as wake_list(false): each is marked woken); when nothing changed, nobody is woken ({}).
+local function settle(changed)
+  if changed > 0 then
+    expire_grants()
+    return wake_list(false)
+  end
+  return {}
+end
+
 -- Up to `count` live holders, soonest expiry first, as {record, expiry} pairs.
 local function holders(count)
   local rows = redis.call('ZRANGEBYSCORE', H, '(' .. NOW, '+inf', 'WITHSCORES', 'LIMIT', 0, count)

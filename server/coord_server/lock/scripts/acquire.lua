@@ -58,9 +58,5 @@ if QUEUE == '1' then
   expire_queue()
   position = redis.call('ZRANK', Q, WID) + 1
 end
-local wake = {}
-if changed > 0 then
-  expire_grants()
-  wake = wake_list(false)
-end
+local wake = settle(changed)
 return {0, position, redis.call('ZCARD', Q), NOW, wake, holders(16)}

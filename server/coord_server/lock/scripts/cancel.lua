@@ -13,9 +13,4 @@ if end_grant(TOKEN, 'R') then
   released = 1
   changed = changed + 1
 end
-local wake = {}
-if changed > 0 then
-  expire_grants()
-  wake = wake_list(false)
-end
-return {released, wake}
+return {released, settle(changed)}

@@ -35,9 +35,4 @@ if rec then
 else
   outcome = unknown_token()
 end
-local wake = {}
-if changed > 0 then
-  expire_grants()
-  wake = wake_list(false)
-end
-return {outcome, fence, expiry, NOW, wake}
+return {outcome, fence, expiry, NOW, settle(changed)}

@@ -19,9 +19,4 @@ else
     outcome = unknown_token()
   end
 end
-local wake = {}
-if changed > 0 then
-  expire_grants()
-  wake = wake_list(false)
-end
-return {outcome, wake}
+return {outcome, settle(changed)}

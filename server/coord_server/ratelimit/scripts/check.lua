@@ -28,8 +28,20 @@ local function ms_ceil(us)
   return ms
 end
 
--- Each decide_* returns a plan: allowed, remaining and reset before consuming, remaining and reset
--- after consuming (when allowed), retry (when denied), and a write function.
+-- Each decide_* returns a plan: rem0 and reset0, the remaining and reset before consuming, then
+-- allow(p, ...) or deny(p, ...) decides it.
+
+-- p is allowed: rem1 and reset1 are the remaining and reset after consuming, write consumes.
+local function allow(p, rem1, reset1, write)
+  p.allowed, p.rem1, p.reset1, p.write = true, rem1, reset1, write
+  return p
+end
+
+-- p is denied: it could be consumed in retry us at the earliest.
+local function deny(p, retry)
+  p.allowed, p.retry = false, retry
+  return p
+end
 
 local function decide_gcra(key, limit, period, burst, cost, interval)
   local tat = tonumber(redis.call('GET', key) or '0')
@@ -42,17 +54,11 @@ local function decide_gcra(key, limit, period, burst, cost, interval)
     reset0 = tat - now,
   }
   if allow_at <= now then
-    p.allowed = true
-    p.rem1 = math.floor((now + cap - new_tat) / interval)
-    p.reset1 = new_tat - now
-    p.write = function()
+    return allow(p, math.floor((now + cap - new_tat) / interval), new_tat - now, function()
       redis.call('SET', key, fmt(new_tat), 'PX', ms_ceil(new_tat - now))
-    end
-  else
-    p.allowed = false
-    p.retry = allow_at - now
+    end)
   end
-  return p
+  return deny(p, allow_at - now)
 end
 
 local function decide_fixed(key, limit, period, cost)
@@ -64,18 +70,12 @@ local function decide_fixed(key, limit, period, cost)
   local p = { rem0 = limit - c, reset0 = 0 }
   if c > 0 then p.reset0 = ends - now end
   if c + cost <= limit then
-    p.allowed = true
-    p.rem1 = limit - c - cost
-    p.reset1 = ends - now
-    p.write = function()
+    return allow(p, limit - c - cost, ends - now, function()
       redis.call('HSET', key, 'w', fmt(win), 'c', fmt(c + cost))
       redis.call('PEXPIRE', key, ms_ceil(ends - now))
-    end
-  else
-    p.allowed = false
-    p.retry = ends - now
+    end)
   end
-  return p
+  return deny(p, ends - now)
 end
 
 local function decide_sliding(key, limit, period, cost)
@@ -98,26 +98,20 @@ local function decide_sliding(key, limit, period, cost)
   end
   local p = { rem0 = math.max(0, math.floor(limit - est)), reset0 = reset_of(c) }
   if est + cost <= limit then
-    p.allowed = true
-    p.rem1 = math.max(0, math.floor(limit - est - cost))
-    p.reset1 = reset_of(c + cost)
-    p.write = function()
+    return allow(p, math.max(0, math.floor(limit - est - cost)), reset_of(c + cost), function()
       redis.call('HSET', key, 'w', fmt(win), 'c', fmt(c + cost), 'p', fmt(prev))
       redis.call('PEXPIRE', key, ms_ceil(start + 2 * period - now))
-    end
-  else
-    p.allowed = false
-    local at
-    if c + cost <= limit then
-      -- This window can take it once the previous window's weight has decayed enough.
-      at = start + period - (limit - c - cost) * period / prev
-    else
-      -- Only the next window can: its previous count is c, decaying from its start.
-      at = start + 2 * period - (limit - cost) * period / c
-    end
-    p.retry = math.max(1, math.ceil(at - now))
+    end)
   end
-  return p
+  local at
+  if c + cost <= limit then
+    -- This window can take it once the previous window's weight has decayed enough.
+    at = start + period - (limit - c - cost) * period / prev
+  else
+    -- Only the next window can: its previous count is c, decaying from its start.
+    at = start + 2 * period - (limit - cost) * period / c
+  end
+  return deny(p, math.max(1, math.ceil(at - now)))
 end
 
 local function decide_log(key, limit, period, cost)
@@ -129,10 +123,7 @@ local function decide_log(key, limit, period, cost)
     p.reset0 = tonumber(newest[2]) + period - now
   end
   if cnt + cost <= limit then
-    p.allowed = true
-    p.rem1 = limit - cnt - cost
-    p.reset1 = period
-    p.write = function()
+    return allow(p, limit - cnt - cost, period, function()
       redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
       local stamp = fmt(now)
       local args = {}
@@ -142,15 +133,12 @@ local function decide_log(key, limit, period, cost)
       end
       redis.call('ZADD', key, unpack(args))
       redis.call('PEXPIRE', key, ms_ceil(period))
-    end
-  else
-    p.allowed = false
-    -- The (cnt + cost - limit)-th oldest live entry must leave the window first.
-    local k = cnt + cost - limit
-    local r = redis.call('ZRANGEBYSCORE', key, '(' .. floor, '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
-    p.retry = tonumber(r[2]) + period - now
+    end)
   end
-  return p
+  -- The (cnt + cost - limit)-th oldest live entry must leave the window first.
+  local k = cnt + cost - limit
+  local r = redis.call('ZRANGEBYSCORE', key, '(' .. floor, '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
+  return deny(p, tonumber(r[2]) + period - now)
 end
 
 local plans = {}

@@ -13,19 +13,15 @@
 local M, A, X = KEYS[1], KEYS[2], KEYS[3]
 local sid, hash = ARGV[1], ARGV[2]
 
-local rec, why = live_record(M, sid, hash)
+-- Only the current token rotates: a previous one, even within its grace, is superseded (6).
+local rec, why = live_record(M, sid, hash, true)
 if not rec then
   return {0, why}
 end
-if hash ~= rec.th then return {0, 6} end  -- a previous token, even within its grace, does not rotate
 
 rec.oh = rec.th
 rec.gu = now + tonumber(ARGV[4])
 rec.th = ARGV[3]
 rec.l = now
-redis.call('HSET', M, sid, cmsgpack.pack(rec))
-redis.call('ZADD', X, fmt(math.min(now + rec.i, rec.a)), sid)
-local linger = tonumber(ARGV[5])
-forget_ended(M, A, X, linger)
-expire_bucket(M, A, X, linger)
+save_live(M, A, X, sid, rec, tonumber(ARGV[5]))
 return {1, rec.sub, rec.v, rec.c, rec.l, rec.i, rec.a, rec.ip, rec.ua, rec.lb, rec.gu}

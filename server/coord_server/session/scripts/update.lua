@@ -67,14 +67,10 @@ rec.v = rec.v + 1
 if ARGV[5] == '1' then
   rec.l = now
 end
-redis.call('HSET', M, sid, cmsgpack.pack(rec))
 if count > 0 then
   redis.call('HSET', A, sid, cmsgpack.pack(attrs))
 else
   redis.call('HDEL', A, sid)
 end
-redis.call('ZADD', X, fmt(math.min(rec.l + rec.i, rec.a)), sid)
-local linger = tonumber(ARGV[6])
-forget_ended(M, A, X, linger)
-expire_bucket(M, A, X, linger)
+save_live(M, A, X, sid, rec, tonumber(ARGV[6]))
 return {1, rec.v, results}

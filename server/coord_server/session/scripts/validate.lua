@@ -20,11 +20,7 @@ end
 
 if ARGV[3] == '1' and now - rec.l >= math.min(tonumber(ARGV[4]), math.floor(rec.i / 20)) then
   rec.l = now
-  redis.call('HSET', M, sid, cmsgpack.pack(rec))
-  redis.call('ZADD', X, fmt(math.min(now + rec.i, rec.a)), sid)
-  local linger = tonumber(ARGV[5])
-  forget_ended(M, A, X, linger)
-  expire_bucket(M, A, X, linger)
+  save_live(M, A, X, sid, rec, tonumber(ARGV[5]))
 end
 
 local out = {}
