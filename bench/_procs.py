@@ -113,9 +113,16 @@ def start_redis(workdir: Path) -> tuple[Child, str]:
     return child, url
 
 
-def _health_serving(target: str) -> Callable[[], bool]:
+def _health_serving(target: str, tls_ca: Path | None = None) -> Callable[[], bool]:
+    """A probe of the server's health; over TLS, checked against ``tls_ca``, when it is given."""
+    roots = tls_ca.read_bytes() if tls_ca is not None else None
+
     def check() -> bool:
-        with grpc.insecure_channel(target) as channel:
+        with (
+            grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
+            if roots is not None
+            else grpc.insecure_channel(target)
+        ) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
@@ -142,17 +149,19 @@ def start_coord(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     without_hiredis: bool = False,
+    tls_ca: Path | None = None,
 ) -> tuple[Child, str]:
     """A real Coord server (``python -m coord_server``) on Redis at ``redis_url``; waits for SERVING.
 
     ``label`` names its log file; ``args`` and ``env`` add flags and ``COORD_*`` settings (the
-    variants the lever benchmarks compare).
+    variants the lever benchmarks compare). ``tls_ca``: the server serves TLS (its ``env`` names the
+    certificate), and the CA that signed it is the one the readiness probe trusts.
     """
     target = f"127.0.0.1:{free_port()}"
     entry = WITHOUT_HIREDIS if without_hiredis else ("-m", "coord_server")
     argv = [sys.executable, *entry, "--listen", target, "--redis-url", redis_url, *args]
     child = Child(f"coord-server ({label})", argv, workdir / f"{label}.log", env)
-    child.wait_until(_health_serving(target))
+    child.wait_until(_health_serving(target, tls_ca))
     return child, target
 
 

@@ -107,6 +107,13 @@ GOALS = (
         at_least=0.7,
     ),
     Goal(
+        "TLS + API-key authentication cost ≤ 10% of cache.Get throughput at c=64 (≥ 0.90x insecure)",
+        ("cache.Get (hit, 100 B) over TLS + API key",),
+        "Coord insecure",
+        at_least=0.9,
+        concurrency=64,
+    ),
+    Goal(
         "Rate-limit checks through the best API ≥ 1.0x redis-py running check.lua, c=64",
         ("ratelimit checks via AsyncClient.limit",),
         "redis-py EVALSHA check.lua",

@@ -36,6 +36,8 @@ from redis.cluster import RedisCluster
 from coord_server.app import RunningServer, running
 from coord_server.config import Settings
 
+from .certs import CA, Pair, make_ca
+
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
@@ -183,6 +185,114 @@ class RedisClusterProcess:
                 r.flushall()
 
 
+@dataclass(frozen=True)
+class RedisTLSFiles:
+    """The certificates of the TLS Redis fixtures: one CA, the servers' pair, Coord's client pair."""
+
+    ca: CA
+    server: Pair  # every TLS redis-server's; a client certificate too, as cluster nodes show it each other
+    client: Pair  # what Coord (and the fixtures' own clients) present to Redis
+
+    def settings(self, *, client_cert: bool = True) -> dict[str, str]:
+        """Settings overrides for a Coord connecting over TLS (``make_settings(url, **these)``)."""
+        files = {"redis_tls_ca": str(self.ca.cert_path)}
+        if client_cert:
+            files.update(redis_tls_cert=str(self.client.cert_path), redis_tls_key=str(self.client.key_path))
+        return files
+
+    def redis_py(self) -> dict[str, Any]:
+        """redis-py connection options with the CA and the client certificate."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca.cert_path),
+            "ssl_certfile": str(self.client.cert_path),
+            "ssl_keyfile": str(self.client.key_path),
+        }
+
+
+def make_redis_tls_files(folder: Path) -> RedisTLSFiles:
+    ca = make_ca(folder, "redis")
+    server = ca.issue("redis-server", dns=("localhost",), ips=("127.0.0.1", "::1"), server=True, client=True)
+    return RedisTLSFiles(ca, server, ca.issue("coord-redis-client", server=False))
+
+
+class TlsRedisProcess(RedisProcess):
+    """A redis-server that speaks only TLS (``--port 0 --tls-port``) on 127.0.0.1:<port>.
+
+    ``client_auth`` is redis's ``tls-auth-clients``: ``yes`` refuses a client without a certificate
+    signed by the CA, ``optional`` checks one only when given. The fixture's own clients present one.
+    """
+
+    def __init__(
+        self, workdir: Path, tls: RedisTLSFiles, *, client_auth: str = "optional", extra: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(workdir, extra=extra)
+        self.tls = tls
+        self.extra = (
+            *extra,
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(tls.server.cert_path), "--tls-key-file", str(tls.server.key_path),
+            "--tls-ca-cert-file", str(tls.ca.cert_path), "--tls-auth-clients", client_auth,
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        try:
+            with redis.Redis(port=self.port, socket_timeout=0.5, **self.tls.redis_py()) as r:
+                return bool(r.ping())
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, **self.tls.redis_py())
+
+
+class TlsRedisClusterProcess(RedisClusterProcess):
+    """A 3-master Redis Cluster speaking only TLS, the cluster bus and replication included."""
+
+    def __init__(self, workdir: Path, tls: RedisTLSFiles) -> None:
+        self.tls = tls
+        self.nodes = [
+            TlsRedisProcess(
+                workdir, tls, client_auth="yes",
+                extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                       "--cluster-config-file", "nodes.conf",
+                       "--tls-cluster", "yes", "--tls-replication", "yes"),
+            )
+            for _ in range(3)
+        ]  # fmt: skip
+
+    def _start(self) -> TlsRedisClusterProcess:
+        for node in self.nodes:
+            node.start()
+        tls = self.tls
+        cli_tls = ["--tls", "--cacert", str(tls.ca.cert_path), "--cert", str(tls.client.cert_path),
+                   "--key", str(tls.client.key_path)]  # fmt: skip
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [REDIS_CLI, *cli_tls, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+        def ok() -> bool:
+            for node in self.nodes:
+                with node.client() as r:
+                    if "cluster_state:ok" not in r.execute_command("CLUSTER", "INFO").decode():
+                        return False
+            return True
+
+        wait_for(ok, "cluster_state:ok over TLS")
+        return self
+
+    def client(self) -> RedisCluster:
+        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, **self.tls.redis_py())
+
+
 class CoordThread:
     """A real Coord server (``app.running``) in a background thread with its own event loop."""
 
@@ -294,6 +404,28 @@ def redis_single(workdir: Path) -> Iterator[RedisProcess]:
 @pytest.fixture(scope="session")
 def redis_cluster(workdir: Path) -> Iterator[RedisClusterProcess]:
     cluster = RedisClusterProcess(workdir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_files(workdir: Path) -> RedisTLSFiles:
+    """The CA and certificates of ``redis_tls_single`` and ``redis_tls_cluster``."""
+    return make_redis_tls_files(workdir / "redis-tls")
+
+
+@pytest.fixture(scope="session")
+def redis_tls_single(workdir: Path, redis_tls_files: RedisTLSFiles) -> Iterator[TlsRedisProcess]:
+    """A TLS-only redis-server; a client certificate is optional (checked when given)."""
+    proc = TlsRedisProcess(workdir, redis_tls_files, client_auth="optional").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_cluster(workdir: Path, redis_tls_files: RedisTLSFiles) -> Iterator[TlsRedisClusterProcess]:
+    """A TLS-only 3-master Redis Cluster that requires client certificates."""
+    cluster = TlsRedisClusterProcess(workdir, redis_tls_files).start()
     yield cluster
     cluster.stop()
 

@@ -1,6 +1,7 @@
 """Python client for Coord: ``Client`` (sync), ``AsyncClient`` (asyncio), typed errors, ``coordctl``."""
 
 from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, NO_RETRY, RetryEvent, RetryPolicy
+from ._tls import TLSConfig
 from .cache import (
     DeleteOutcome,
     DeleteResult,
@@ -61,6 +62,7 @@ __all__ = [
     "SetItem",
     "SetOutcome",
     "SetResult",
+    "TLSConfig",
     "TouchResult",
     "Unauthenticated",
     "Unavailable",

@@ -21,6 +21,17 @@ and one with a ``retryPolicy`` listing only its idempotent methods.
 
 Deadlines: every call has one, ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT`), covering all of
 its attempts. The service config's per-method timeout also caps each single attempt.
+
+Calls in flight, and why they are bounded
+-----------------------------------------
+A transport lets at most ``max_in_flight`` unary calls (default :data:`DEFAULT_MAX_IN_FLIGHT`) be on
+its channel at once; the others wait their turn in the client, in order. Without that bound, a burst
+of a few thousand concurrent calls on one HTTP/2 connection gets some of them ended with a bare
+``CANCELLED`` by gRPC itself: not applied, but a caller of ``Increment`` could not know that. The
+deadline of a waiting call counts from when it was called, so a call that waits for a slot past its
+deadline fails with :class:`~coord_client.errors.DeadlineExceeded` and was never sent. A retry waits
+for a slot again (the slot is given back during the backoff). Streams (Subscribe, Consume, Hold,
+CheckBatchStream...) are long-lived and opened by the service modules themselves: they take no slot.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,10 +48,15 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from .errors import CoordError, from_grpc_error
+from ._tls import BearerToken, TLSConfig, TokenSource, check_token_transport
+from .errors import CoordError, DeadlineExceeded, from_grpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
+# Unary calls one transport keeps on its channel at once (see "Calls in flight" above): far below
+# the few thousand at which gRPC starts cancelling streams, far above what one connection needs to
+# keep a Coord server busy.
+DEFAULT_MAX_IN_FLIGHT = 512
 # Generous on purpose: the server's own limit (4 MiB by default, configurable) decides, with a clear error.
 MAX_MESSAGE_BYTES = 64 << 20
 
@@ -156,10 +173,21 @@ class _Attempts:
         self.policy = policy
         self.attempt = 0
 
+    def left(self) -> float:
+        """Seconds left before the deadline (0 when it has passed)."""
+        return max(0.0, self.deadline - time.monotonic())
+
     def start_attempt(self) -> float:
         """Count a new attempt and return the seconds left for it (the rest of the deadline)."""
         self.attempt += 1
-        return max(0.0, self.deadline - time.monotonic())
+        return self.left()
+
+    def queued_too_long(self, max_in_flight: int) -> DeadlineExceeded:
+        """The error of a call whose deadline passed while it waited for a slot: it was not sent."""
+        return DeadlineExceeded(
+            f"deadline passed while {self.method} waited for one of the channel's {max_in_flight} "
+            "call slots (max_in_flight); it was not sent"
+        )
 
     def failed(self, exc: grpc.RpcError) -> float:
         """After attempt ``exc`` failed: the seconds to wait before the next one, or (no retry) raise
@@ -186,7 +214,8 @@ class _Attempts:
 
 
 class BaseTransport(Generic[ChannelT]):
-    """What both transports are: a channel plus the call defaults (deadline, retries, metadata).
+    """What both transports are: a channel plus the call defaults (deadline, retries, metadata) and
+    the bound on unary calls in flight.
 
     Only sending (and closing) differs between :class:`Transport` and :class:`AsyncTransport`.
     """
@@ -198,12 +227,34 @@ class BaseTransport(Generic[ChannelT]):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         metadata: Metadata = (),
+        token: BearerToken | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
         self.channel: ChannelT = channel
+        self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.retry = retry
-        # Sent with every call, streams included (the service modules open those themselves).
-        self.metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
+        self._metadata = tuple(metadata)
+        self._token = token
+        fixed = token.fixed if token is not None else None
+        self._fixed = ((*self._metadata, fixed) if fixed else self._metadata) or None
+        self._dynamic = token is not None and fixed is None
+        self._open_slots()
+
+    def _open_slots(self) -> None:
+        """Make the ``max_in_flight`` slots, of the kind (thread or asyncio) the transport waits with."""
+        raise NotImplementedError
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """Sent with every call, streams included (the service modules open those themselves): the
+        client's metadata and its token, asked for again on each call when it is a callable."""
+        if self._dynamic:
+            assert self._token is not None
+            return (*self._metadata, self._token.header())
+        return self._fixed
 
     def policy(self, method: str) -> RetryPolicy | None:
         """The retry policy of ``method``: none unless the service config marks it idempotent."""
@@ -216,7 +267,15 @@ class BaseTransport(Generic[ChannelT]):
 
 
 class Transport(BaseTransport[grpc.Channel]):
-    """A sync channel plus the call defaults (deadline, retries, metadata). Service APIs send through it."""
+    """A sync channel plus the call defaults (deadline, retries, metadata). Service APIs send through it.
+
+    Thread-safe: calls from many threads share the ``max_in_flight`` slots.
+    """
+
+    _slots: threading.Semaphore
+
+    def _open_slots(self) -> None:
+        self._slots = threading.Semaphore(self.max_in_flight)
 
     def call(
         self,
@@ -225,13 +284,20 @@ class Transport(BaseTransport[grpc.Channel]):
         request: Req,
         timeout: float | None = None,
     ) -> Resp:
-        """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError."""
+        """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError.
+
+        Waits for a free slot first (DeadlineExceeded, unsent, if none frees up before the deadline).
+        """
         attempts = self._attempts(method, timeout)
         while True:
+            if not self._slots.acquire(timeout=attempts.left()):
+                raise attempts.queued_too_long(self.max_in_flight)
             try:
                 return callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.RpcError as exc:
                 delay = attempts.failed(exc)
+            finally:
+                self._slots.release()
             time.sleep(delay)
 
     def close(self) -> None:
@@ -239,7 +305,15 @@ class Transport(BaseTransport[grpc.Channel]):
 
 
 class AsyncTransport(BaseTransport[grpc.aio.Channel]):
-    """:class:`Transport` over a ``grpc.aio`` channel: the same, but for the awaiting."""
+    """:class:`Transport` over a ``grpc.aio`` channel: the same, but for the awaiting.
+
+    Create it in the event loop that will use it (its slots belong to that loop).
+    """
+
+    _slots: asyncio.Semaphore
+
+    def _open_slots(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_in_flight)
 
     async def call(
         self,
@@ -248,17 +322,68 @@ class AsyncTransport(BaseTransport[grpc.aio.Channel]):
         request: Req,
         timeout: float | None = None,
     ) -> Resp:
-        """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError."""
+        """Send one unary request, retrying it only if ``method`` is idempotent; raise CoordError.
+
+        Waits for a free slot first (DeadlineExceeded, unsent, if none frees up before the deadline).
+        """
         attempts = self._attempts(method, timeout)
         while True:
+            await self._take_slot(attempts)
             try:
                 return await callable_(request, timeout=attempts.start_attempt(), metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 delay = attempts.failed(exc)
+            finally:
+                self._slots.release()
             await asyncio.sleep(delay)
+
+    async def _take_slot(self, attempts: _Attempts) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken at once, no timer needed
+            return
+        try:
+            async with asyncio.timeout(attempts.left()):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise attempts.queued_too_long(self.max_in_flight) from None
 
     async def close(self) -> None:
         await self.channel.close(grace=None)
+
+
+@dataclass(frozen=True)
+class Security:
+    """How a client's channel is secured: its credentials (None: plaintext), the channel options
+    they need, and the token its transport sends."""
+
+    credentials: grpc.ChannelCredentials | None = None
+    options: Options = ()
+    token: BearerToken | None = None
+
+
+def security(
+    target: str,
+    *,
+    tls: TLSConfig | bool | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    token: TokenSource | None = None,
+) -> Security:
+    """The :class:`Security` of a client from its arguments: ``tls`` (a TLSConfig, or True for the
+    system's roots) or ready-made ``credentials``, and a ``token``. ValueError when they disagree, a
+    file cannot be read, or the token would travel in clear beyond this host."""
+    options: Options = ()
+    if tls is not None and tls is not False:
+        if credentials is not None:
+            raise ValueError("tls: give tls= or credentials=, not both")
+        config = TLSConfig() if tls is True else tls
+        if not isinstance(config, TLSConfig):
+            raise TypeError("tls must be a TLSConfig or True")
+        credentials, options = config.channel_credentials(), config.options()
+    bearer = None
+    if token is not None:
+        bearer = BearerToken(token)
+        check_token_transport(target, secure=credentials is not None)
+    return Security(credentials, options, bearer)
 
 
 def sync_channel(
@@ -278,6 +403,7 @@ def async_channel(
 
 
 __all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_TARGET",
     "DEFAULT_TIMEOUT",
     "NO_RETRY",
@@ -287,8 +413,10 @@ __all__ = [
     "BaseTransport",
     "RetryEvent",
     "RetryPolicy",
+    "Security",
     "Transport",
     "async_channel",
     "channel_options",
+    "security",
     "sync_channel",
 ]

@@ -18,6 +18,7 @@ from typing import Generic
 import grpc
 
 from ._base import (
+    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     AsyncTransport,
@@ -28,8 +29,10 @@ from ._base import (
     RetryPolicy,
     Transport,
     async_channel,
+    security,
     sync_channel,
 )
+from ._tls import TLSConfig, TokenSource
 from .cache import AsyncCacheAPI, CacheAPI
 from .events import AsyncEventsAPI, EventsAPI
 from .lock import AsyncLockAPI, LockAPI
@@ -58,8 +61,18 @@ class Client(_ClientBase[grpc.Channel]):
     ``timeout`` is the default deadline of every call in seconds (retries included); each method
     also takes its own ``timeout=``. ``retry`` overrides the backoff of the idempotent methods the
     service config marks retryable (``NO_RETRY`` turns retries off); other methods are never retried.
-    ``options`` are extra gRPC channel options, ``credentials`` make the channel use TLS, and
-    ``metadata`` is sent with every call.
+    ``options`` are extra gRPC channel options, and ``metadata`` is sent with every call.
+
+    ``tls`` turns on TLS: ``True`` checks the server against the system's roots, a
+    :class:`TLSConfig` gives the CA and a client certificate (paths or PEM bytes). ``credentials``
+    are ready-made gRPC channel credentials instead. ``token`` (an API key or a JWT; a str, or a
+    callable returning one, asked on every call so that rotation needs no new client) is sent as
+    ``authorization: Bearer <token>`` with every call, streams included; without TLS it may only go
+    to a loopback address or a unix socket (ValueError otherwise).
+
+    ``max_in_flight`` (default 512) bounds the unary calls on the channel at once, across all
+    threads; further calls wait in the client for a slot, within their own deadline (a call still
+    waiting when its deadline passes raises DeadlineExceeded and was not sent). Streams take no slot.
     """
 
     _transport: Transport
@@ -73,9 +86,18 @@ class Client(_ClientBase[grpc.Channel]):
         retry: RetryPolicy | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
+        tls: TLSConfig | bool | None = None,
+        token: TokenSource | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        sec = security(target, tls=tls, credentials=credentials, token=token)
         t = Transport(
-            sync_channel(target, options, credentials), timeout=timeout, retry=retry, metadata=metadata
+            sync_channel(target, [*sec.options, *options], sec.credentials),
+            timeout=timeout,
+            retry=retry,
+            metadata=metadata,
+            token=sec.token,
+            max_in_flight=max_in_flight,
         )
         super().__init__(target, t)
         self.cache = CacheAPI(t)
@@ -102,7 +124,8 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
     """The asyncio Coord client, with the same arguments and services as :class:`Client`.
 
     Create it inside the event loop that will use it; close it with ``await client.close()`` or
-    ``async with``.
+    ``async with``. Fire as many concurrent calls as you like (``asyncio.gather`` of 10,000): at
+    most ``max_in_flight`` are on the channel at once, the rest wait their turn within their deadline.
     """
 
     _transport: AsyncTransport
@@ -116,10 +139,19 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         retry: RetryPolicy | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
+        tls: TLSConfig | bool | None = None,
+        token: TokenSource | None = None,
         batch_checks: bool = True,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        sec = security(target, tls=tls, credentials=credentials, token=token)
         t = AsyncTransport(
-            async_channel(target, options, credentials), timeout=timeout, retry=retry, metadata=metadata
+            async_channel(target, [*sec.options, *options], sec.credentials),
+            timeout=timeout,
+            retry=retry,
+            metadata=metadata,
+            token=sec.token,
+            max_in_flight=max_in_flight,
         )
         super().__init__(target, t)
         self.cache = AsyncCacheAPI(t)

@@ -21,6 +21,7 @@ from .app import serve
 from .config import ConfigError, Settings, load_settings
 from .embedded import EmbeddedRedis, _die_with_parent
 from .errors import StartupError
+from .tls import check_exposure
 
 log = logging.getLogger("coord_server")
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings(args)
+        # Here too, not only where the port is bound, so that a supervisor refuses before it starts
+        # its workers and the refusal is one line, not one per worker.
+        check_exposure(settings)
     except ConfigError as exc:
         return _configuration_error(exc)
     logging.basicConfig(

@@ -3,7 +3,11 @@
 Every servicer method is wrapped by :func:`rpc`. It records the caller's deadline for the Redis layer,
 turns a :class:`CoordError` into a ``google.rpc.Status`` with an ``ErrorInfo`` (plus ``BadRequest``
 and ``RetryInfo`` where they apply), and turns anything unexpected into INTERNAL with nothing internal
-leaked (the traceback goes to the log).
+leaked (the traceback goes to the log). A request that could not be decoded (_decoding.py) is answered
+INVALID_ARGUMENT before the servicer runs.
+
+Services are registered with :func:`add_service`: its request deserializers never raise into gRPC,
+and it keeps track of the streams open on the server, which its shutdown ends at once (_streams.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -23,6 +28,8 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from . import _streams
+from ._decoding import Malformed, decoder
 from .errors import (
     BackendUnavailable,
     CoordError,
@@ -31,8 +38,11 @@ from .errors import (
     InvalidArgument,
     LimitReached,
     OutOfRange,
+    PermissionDenied,
+    ShuttingDown,
     SubscriberTooSlow,
     TooLarge,
+    Unauthenticated,
 )
 from .redis import deadline
 
@@ -50,6 +60,9 @@ STATUS_OF: dict[type[CoordError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     LimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
     SubscriberTooSlow: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -120,6 +133,11 @@ async def _fail(name: str, context: grpc.aio.ServicerContext[Any, Any], error: E
     await abort(context, internal_error())
 
 
+# Set on the wrappers of rpc and stream_rpc: they answer a Malformed request themselves, so
+# add_service needs no wrapper of its own around them (none on the hot path).
+_ANSWERS_MALFORMED = "_coord_answers_malformed"
+
+
 @contextlib.asynccontextmanager
 async def _boundary(name: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
     """The caller's deadline for the Redis layer, and every failure turned into a rich status."""
@@ -147,6 +165,8 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
         token = _enter(context)
         try:
+            if request.__class__ is Malformed:
+                raise request.error  # type: ignore[attr-defined]
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
@@ -155,6 +175,7 @@ def rpc(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
         finally:
             deadline.reset(token)
 
+    setattr(wrapper, _ANSWERS_MALFORMED, True)
     return wrapper
 
 
@@ -174,15 +195,20 @@ def stream_rpc(method: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Res
         self: S, request: Req, context: grpc.aio.ServicerContext[Any, Resp]
     ) -> AsyncIterator[Resp]:
         async with _boundary(name, context):
+            if request.__class__ is Malformed:
+                raise request.error  # type: ignore[attr-defined]
             async for item in method(self, request, context):
                 yield item
 
+    setattr(wrapper, _ANSWERS_MALFORMED, True)
     return wrapper
 
 
 def _log_error(name: str, error: CoordError) -> None:
     code = status_code_of(error)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if isinstance(error, ShuttingDown):
+        log.debug("%s: ended by the shutdown", name)  # the app logs how many streams it ended
+    elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         log.warning("%s: %s (%s)", name, error.message, error.reason)
     else:
         log.debug("%s: %s (%s)", name, error.message, error.reason)
@@ -197,7 +223,8 @@ def item_status(name: str, error: Exception) -> status_pb2.Status:
     return to_status(internal_error())
 
 
-# Requests of one stream being decided at once; further ones wait to be read (flow control).
+# Requests of one stream taken in and not yet answered on the wire: being decided, or decided and
+# waiting to be sent. Further ones stay unread (flow control pushes back on the caller).
 STREAM_IN_FLIGHT = 256
 _END = object()
 
@@ -212,40 +239,69 @@ async def answer_each(
 
     Yields ``(request, response, None)`` or, when ``handle`` fails as a unary call would,
     ``(request, None, status)`` with the rich status the unary call would have returned: one
-    request's failure never ends the stream. Answers come in completion order. At most
-    ``in_flight`` requests are handled at once; the rest stay unread (gRPC flow control pushes back
-    on the caller). Runs in the caller's context, so the stream's deadline bounds every Redis call.
+    request's failure never ends the stream. Answers come in completion order. Runs in the caller's
+    context, so the stream's deadline bounds every Redis call.
+
+    At most ``in_flight`` requests are read and not yet sent: a request's slot is freed when its
+    answer has been sent, not when it has been decided. gRPC resumes a response generator only once
+    the previous message went out, and it goes out only as fast as the caller reads; so a caller that
+    writes without reading stops being read after ``in_flight`` answers wait for it (the rest of its
+    requests stay unread, and gRPC flow control pushes back on it), and the server holds at most
+    ``in_flight`` answers for it, however much it writes.
+
+    When the server shuts down (_streams.py), the stream drains: it stops reading, answers every
+    request it has read, then ends with ShuttingDown (UNAVAILABLE). A request it read but had not
+    started (waiting for a slot) is not answered, and was not applied.
     """
     loop = asyncio.get_running_loop()
     answers: asyncio.Queue[Any] = asyncio.Queue()
     room = asyncio.Semaphore(in_flight)
     pending: set[asyncio.Task[None]] = set()
+    reading, draining, stopped = True, False, False
 
     async def one(request: Req) -> None:
         try:
             answers.put_nowait((request, await handle(request), None))
         except Exception as error:
             answers.put_nowait((request, None, item_status(name, error)))
-        finally:
-            room.release()
 
     async def read() -> None:
+        nonlocal reading, stopped
         try:
-            async for request in requests:
-                await room.acquire()
-                task = loop.create_task(one(request))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+            try:
+                async for request in requests:
+                    await room.acquire()
+                    task = loop.create_task(one(request))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            except asyncio.CancelledError:
+                if not draining:
+                    raise
+                reader.uncancel()  # stopped reading for the shutdown: what was read is answered
+                stopped = True
+            reading = False
             if pending:
                 await asyncio.wait(set(pending))
         finally:
             answers.put_nowait(_END)
 
+    def drain() -> None:
+        nonlocal draining
+        draining = True
+        if reading:
+            reader.cancel()
+
     reader = loop.create_task(read())
+    stream = _streams.current()
+    if stream is not None:
+        stream.drain = drain
     try:
         while (item := await answers.get()) is not _END:
             yield item
+            room.release()  # resumed: gRPC has sent this answer and asks for the next one
         await reader  # re-raises a failure to read the stream
+        if stopped:
+            raise ShuttingDown()
     finally:
         for task in (reader, *pending):
             task.cancel()
@@ -279,21 +335,32 @@ def add_service(
     *,
     preencoded: Collection[str] = (),
 ) -> None:
-    """Register ``servicer`` for ``service`` as the generated ``add_…_to_server`` does, except that the
-    methods named in ``preencoded`` may also yield ``bytes``: a reply already serialized, sent as is.
+    """Register ``servicer`` for ``service`` as the generated ``add_…_to_server`` does, except that:
 
-    A server stream that sends one message to many subscribers encodes it once, not once per stream.
+    - a request that cannot be decoded is answered INVALID_ARGUMENT (reason MALFORMED_REQUEST), on
+      every method, also of a servicer that is not Coord's (health, reflection): see _decoding.py;
+    - every call of a streaming method is one of the server's open streams, which its shutdown ends
+      at once, telling the client so (_streams.py);
+    - the methods named in ``preencoded`` may also yield ``bytes``: a reply already serialized, sent
+      as is. A server stream that sends one message to many subscribers encodes it once, not once
+      per stream.
     """
     handlers = {}
+    streams = _streams.of(server)
     for method in service.methods:
         request = GetMessageClass(method.input_type)
         encode: Callable[[Any], bytes] = GetMessageClass(method.output_type).SerializeToString
         if method.name in preencoded:
             encode = _bytes_or(encode)
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        behaviour = getattr(servicer, method.name)
+        if not getattr(behaviour, _ANSWERS_MALFORMED, False):
+            behaviour = _answering_malformed(behaviour, method.client_streaming)
+        if method.client_streaming or method.server_streaming:
+            behaviour = _ended_on_shutdown(behaviour, streams)
         handlers[method.name] = kind(
-            getattr(servicer, method.name),
-            request_deserializer=request.FromString,
+            behaviour,
+            request_deserializer=decoder(request, streaming=method.client_streaming),
             response_serializer=encode,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
@@ -306,3 +373,110 @@ def _bytes_or(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
         return message if type(message) is bytes else encode(message)
 
     return serialize
+
+
+async def _refuse_malformed(context: Any, error: CoordError) -> NoReturn:
+    log.debug("malformed request: %s", error.message)
+    await abort(context, error)
+
+
+def _answering_malformed(behaviour: Callable[..., Any], request_streaming: bool) -> Callable[..., Any]:
+    """``behaviour`` (a servicer method not wrapped by rpc or stream_rpc) made to answer a request that
+    cannot be decoded with INVALID_ARGUMENT, keeping its kind (coroutine, async generator or sync)."""
+    if request_streaming:
+        # A message that cannot be decoded raises an InvalidArgument where it is read (_decoding.py).
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def read_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+                try:
+                    async for item in behaviour(requests, context):
+                        yield item
+                except InvalidArgument as error:
+                    await _refuse_malformed(context, error)
+
+            return read_stream
+        if inspect.iscoroutinefunction(behaviour):
+
+            async def read_all(requests: Any, context: Any) -> Any:
+                try:
+                    return await behaviour(requests, context)
+                except InvalidArgument as error:
+                    await _refuse_malformed(context, error)
+
+            return read_all
+        return behaviour  # a synchronous request stream (none here): left as it is
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if request.__class__ is Malformed:
+                await _refuse_malformed(context, request.error)
+            async for item in behaviour(request, context):
+                yield item
+
+        return stream
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def unary(request: Any, context: Any) -> Any:
+            if request.__class__ is Malformed:
+                await _refuse_malformed(context, request.error)
+            return await behaviour(request, context)
+
+        return unary
+
+    def sync(request: Any, context: Any) -> Any:  # run in a thread, with a context whose abort blocks
+        if request.__class__ is Malformed:
+            log.debug("malformed request: %s", request.error.message)
+            status = rpc_status.to_status(to_status(request.error))
+            context.abort(status.code, status.details, status.trailing_metadata)
+        return behaviour(request, context)
+
+    return sync
+
+
+async def _shutting_down(name: str, context: Any) -> NoReturn:
+    error = ShuttingDown()
+    _log_error(name, error)
+    await abort(context, error)
+
+
+def _ended_on_shutdown(behaviour: Callable[..., Any], streams: _streams.Streams) -> Callable[..., Any]:
+    """``behaviour`` (a streaming method) registered in ``streams`` while it runs: when the shutdown
+    cancels it, its own cleanup runs (as when the client goes away), then the client is told the
+    server is shutting down (UNAVAILABLE with RetryInfo). A drained stream (answer_each) ends itself."""
+    name = getattr(behaviour, "__qualname__", repr(behaviour))
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if streams.ending:  # between the shutdown's start and gRPC refusing new calls
+                await _shutting_down(name, context)
+            opened, token = streams.enter()
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except asyncio.CancelledError:
+                if not opened.ended:
+                    raise
+                opened.task.uncancel()
+                await _shutting_down(name, context)
+            finally:
+                streams.leave(opened, token)
+
+        return stream
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def call(request: Any, context: Any) -> Any:
+            if streams.ending:
+                await _shutting_down(name, context)
+            opened, token = streams.enter()
+            try:
+                return await behaviour(request, context)
+            except asyncio.CancelledError:
+                if not opened.ended:
+                    raise
+                opened.task.uncancel()
+                await _shutting_down(name, context)
+            finally:
+                streams.leave(opened, token)
+
+        return call
+    return behaviour  # a synchronous stream runs in a thread: server.stop's grace bounds it

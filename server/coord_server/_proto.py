@@ -22,6 +22,17 @@ def duration_ms(field: str, value: duration_pb2.Duration) -> int:
     return millis
 
 
+def whole_ms(field: str, value: duration_pb2.Duration) -> int:
+    """:func:`duration_ms` for a Duration that must be a whole number of milliseconds (a rate limit
+    period): a finer one is refused, naming the field, rather than truncated to a different value."""
+    millis = duration_ms(field, value)
+    fraction = value.nanos % _NANOS_PER_MS
+    if fraction:
+        digits = f"{fraction:06d}".rstrip("0")
+        raise invalid(field, f"must be a whole number of milliseconds (got {millis}.{digits} ms)")
+    return millis
+
+
 def timestamp_ms(millis: int) -> timestamp_pb2.Timestamp | None:
     """A Timestamp for Unix milliseconds, or None (field left unset) for 0."""
     if millis <= 0:

@@ -1,8 +1,9 @@
 """Wiring: Redis (embedded or external) -> services -> gRPC server, as one async context.
 
 Start-up: start the embedded Redis if no URL is given, connect, register every service, health and
-reflection, bind, serve. Shutdown (the reverse): health NOT_SERVING, refuse new RPCs and let in-flight
-ones finish within the grace period, close Redis connections, stop the embedded Redis.
+reflection, bind, serve. Shutdown (the reverse): health NOT_SERVING, end every open stream at once
+(telling its client to resume elsewhere, _streams.py), refuse new RPCs and let in-flight calls finish
+within the grace period, close Redis connections, stop the embedded Redis.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from . import cache, events, lock, ratelimit, session
+from . import _streams, auth, cache, events, lock, ratelimit, session
+from ._grpc import add_service
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .errors import StartupError
 from .health import HealthMonitor
 from .ratelimit.policies import PolicyRegistry
 from .redis import RedisBackend
+from .redis.security import RedisSecurity
+from .tls import ServerTLS, check_exposure, server_tls
 
 log = logging.getLogger("coord_server")
 
@@ -40,16 +44,41 @@ SERVICES: tuple[ServiceInstaller, ...] = (
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    return [
+    """The gRPC server's channel arguments: message sizes, and what one client connection may hold
+    and for how long (docs/configuration.md, "client connections")."""
+    options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        # The server pings each connection to find dead peers, whether or not a call is open.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Keepalive enforcement: a client pinging more often than this while the server sends nothing
+        # collects strikes, and past the last one its connection is closed (GOAWAY too_many_pings).
+        ("grpc.http2.min_ping_interval_without_data_ms", _millis(settings.min_ping_interval)),
+        ("grpc.http2.max_ping_strikes", settings.max_ping_strikes),  # 0 is gRPC's "no limit" too
+        ("grpc.max_connection_age_ms", _millis_or_unlimited(settings.max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", _millis_or_unlimited(settings.max_connection_age_grace)),
+        ("grpc.max_connection_idle_ms", _millis_or_unlimited(settings.max_connection_idle)),
         # Several workers share the port; a single server refuses to share it with a stray one.
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ]
+    if settings.max_concurrent_streams:  # unset is gRPC's "no limit"
+        options.append(("grpc.max_concurrent_streams", settings.max_concurrent_streams))
+    return options
+
+
+# gRPC reads INT_MAX milliseconds as "no limit" for the connection age, its grace and idleness.
+_GRPC_UNLIMITED_MS = 2**31 - 1
+
+
+def _millis(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _millis_or_unlimited(seconds: float) -> int:
+    """A connection limit in ms; 0 (the setting's "no limit") becomes gRPC's own."""
+    return _millis(seconds) if seconds else _GRPC_UNLIMITED_MS
 
 
 @dataclass(frozen=True)
@@ -59,23 +88,35 @@ class BuiltServer:
     server: grpc.aio.Server
     health: HealthMonitor
     policies: PolicyRegistry  # the rate limit policies its RateLimitService answers from
+    auth: auth.Auth | None = None  # who its callers are, when authentication is on
 
 
 def build_server(settings: Settings, redis: RedisBackend) -> BuiltServer:
-    """A configured, not yet started server with every service, health and reflection.
+    """A configured, not yet started server with every service, health, reflection (per
+    COORD_REFLECTION) and, when authentication is on, the auth interceptor in front of them.
 
     A setting the services cannot use (a policy file with an error...) raises ConfigError.
     """
-    server = grpc.aio.server(options=server_options(settings))
+    guard = auth.build(settings)  # None when authentication is off: no interceptor, no per-call cost
+    interceptors = [guard.interceptor] if guard is not None else []
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     policies = ratelimit.load_policies(settings)
     names = [
         ratelimit.add_to_server(server, redis, settings, policies),
         *(install(server, redis, settings) for install in SERVICES),
     ]
     monitor = HealthMonitor(redis, names, settings.health_interval)
-    health_pb2_grpc.add_HealthServicer_to_server(monitor.servicer, server)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    return BuiltServer(server, monitor, policies)
+    # Registered as Coord's own services are, so that a request they cannot decode is an
+    # INVALID_ARGUMENT there too (grpc's add_…_to_server would answer UNKNOWN and log an error).
+    add_service(server, monitor.servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
+    if auth.serves_reflection(settings):
+        described = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        add_service(
+            server,
+            reflection.aio.ReflectionServicer(described),  # type: ignore[attr-defined]  # exported at run time
+            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+        )
+    return BuiltServer(server, monitor, policies, guard)
 
 
 @dataclass
@@ -88,19 +129,32 @@ class RunningServer:
     health: HealthMonitor
     embedded: EmbeddedRedis | None
     policies: PolicyRegistry
+    tls: ServerTLS | None = None  # the certificates it serves, when it serves TLS
+    auth: auth.Auth | None = None  # its callers' identities and limits, when authentication is on
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def reload(self) -> None:
-        """What SIGHUP does: re-read the rate limit policy file; a bad one is logged and the old stay."""
+        """What SIGHUP does: re-read the rate limit policy file and the TLS certificates; a bad file
+        is logged and the previous one stays."""
         self.policies.reload()
+        if self.tls is not None:
+            self.tls.reload()
+        if self.auth is not None:
+            self.auth.reload()  # the auth file and JWT keys
 
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[RunningServer]:
     """Run Coord for the duration of the ``async with`` block, then shut it down gracefully."""
+    if check_exposure(settings):  # ConfigError when it may not listen there
+        log.warning(
+            "--insecure: serving %s without TLS and authentication; anyone who can reach it can use it",
+            settings.listen,
+        )
+    tls = server_tls(settings)  # the certificate files are checked before anything starts
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if settings.embedded:
@@ -115,11 +169,20 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
             cluster=settings.redis_cluster,
             timeout=settings.redis_timeout,
             coalesce=settings.redis_coalesce,
+            security=RedisSecurity(
+                password_file=settings.redis_password_file,
+                tls_ca=settings.redis_tls_ca,
+                tls_cert=settings.redis_tls_cert,
+                tls_key=settings.redis_tls_key,
+            ),
         )
         built = build_server(settings, redis)
         server, monitor = built.server, built.health
         try:
-            port = server.add_insecure_port(settings.listen)
+            if tls is None:
+                port = server.add_insecure_port(settings.listen)
+            else:
+                port = server.add_secure_port(settings.listen, tls.credentials())
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen on {settings.listen}: the address is in use or not available here "
@@ -129,14 +192,23 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
         where = "embedded redis-server at " + url if embedded else redis.description
         # Logged before the first probe: health turns SERVING inside it, and whoever waits for
         # SERVING (a supervisor, a test) must find this line already written.
-        log.info("Coord listening on %s:%d; Redis: %s", settings.listen.rsplit(":", 1)[0], port, where)
+        address = settings.listen
+        if not address.startswith("unix:"):
+            address = f"{address.rsplit(':', 1)[0]}:{port}"
+        security = "plaintext" if tls is None else "mTLS" if tls.mutual else "TLS"
+        log.info("Coord listening on %s; %s; Redis: %s", address, security, where)
         await monitor.start()
-        yield RunningServer(server, port, redis, monitor, embedded, built.policies)
+        yield RunningServer(server, port, redis, monitor, embedded, built.policies, tls=tls, auth=built.auth)
     finally:
         log.info("shutting down: NOT_SERVING, draining in-flight RPCs for up to %gs", settings.shutdown_grace)
         if monitor is not None:
             await monitor.shutting_down()
+            # One loop turn: health watchers woken by NOT_SERVING send it before their streams end.
+            await asyncio.sleep(0)
         if server is not None:
+            ended = _streams.of(server).end()  # streams would hold the grace period; calls get it
+            if ended:
+                log.info("ended %d open streams: their clients resume on another server", ended)
             await server.stop(settings.shutdown_grace)
         if redis is not None:
             await redis.close()

@@ -23,6 +23,8 @@ from typing import Any, Literal, TypeVar
 
 from coord_client import _convert
 
+from .redact import redact_url, url_has_password
+
 T = TypeVar("T")
 Kind = Literal["text", "bool", "int", "size", "duration", "path"]
 
@@ -30,6 +32,14 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|k|m|g)?\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The JWT algorithms PyJWT verifies ("none" is deliberately absent: unsigned tokens are never accepted).
+_JWT_ALGORITHMS = (
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES256K", "ES384", "ES512", "ES521", "EdDSA",
+)  # fmt: skip
+_REFLECTION = ("auto", "on", "off")
+# gRPC channel arguments are C ints: the connection limits (durations in ms) must fit in one.
+_GRPC_INT_MAX = 2**31 - 1
 _METAVARS: dict[Kind, str] = {
     "text": "TEXT",
     "bool": "0|1",
@@ -201,8 +211,8 @@ class Settings:
     shutdown_grace: float = duration(
         10.0,
         "COORD_SHUTDOWN_GRACE",
-        "time in-flight RPCs get after SIGTERM/SIGINT",
-        zero="cancel them at once",
+        "time in-flight calls get after SIGTERM/SIGINT; open streams are ended at once",
+        zero="cancel the calls at once",
     )
     log_level: str = text("INFO", "COORD_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
     redis_timeout: float = duration(
@@ -229,6 +239,112 @@ class Settings:
         "COORD_WORKERS",
         "server processes sharing the listen port (SO_REUSEPORT); above 1 this one supervises",
     )
+
+    # -- client connections: what one connection may hold, and for how long --------------------
+    # High enough for a process holding thousands of subscriptions on one channel, low enough that
+    # one connection cannot open streams without bound (each holds buffers on the server).
+    max_concurrent_streams: int = whole(
+        10_000,
+        "COORD_MAX_CONCURRENT_STREAMS",
+        "most calls and streams open at once on one client connection (HTTP/2 "
+        "SETTINGS_MAX_CONCURRENT_STREAMS); a client queues the rest or sees them refused with UNAVAILABLE, "
+        "never applied (0: no limit)",
+    )
+    max_connection_age: float = duration(
+        1800.0,
+        "COORD_MAX_CONNECTION_AGE",
+        "a client connection older than this (±10%) is asked to reconnect (HTTP/2 GOAWAY): its new calls "
+        "go to a new connection, so clients spread again over servers",
+        zero="no limit",
+    )
+    max_connection_age_grace: float = duration(
+        0.0,
+        "COORD_MAX_CONNECTION_AGE_GRACE",
+        "how long the calls open on a connection past its age may go on before they are cancelled",
+        zero="no limit, they run to their end",
+    )
+    max_connection_idle: float = duration(
+        3600.0,
+        "COORD_MAX_CONNECTION_IDLE",
+        "a client connection with no call open for this long is closed (GOAWAY); the client reconnects "
+        "on its next call",
+        zero="never",
+    )
+    min_ping_interval: float = duration(
+        5.0,
+        "COORD_MIN_PING_INTERVAL",
+        "shortest time between a client's keepalive pings while the server sends it nothing; each "
+        "earlier ping is a strike",
+    )
+    max_ping_strikes: int = whole(
+        2,
+        "COORD_MAX_PING_STRIKES",
+        "strikes (pings too early) a connection may collect before it is closed with GOAWAY "
+        "too_many_pings (0: no limit)",
+    )
+
+    # -- security: TLS, identity, tenants (docs/security.md) -----------------------------------
+    insecure: bool = boolean(
+        False,
+        "COORD_INSECURE",
+        "1: allow listening beyond loopback without TLS and authentication (logged as a warning)",
+    )
+    tls_cert: str = text(
+        "", "COORD_TLS_CERT", "PEM certificate chain of the server; with COORD_TLS_KEY, serve TLS"
+    )
+    tls_key: str = text("", "COORD_TLS_KEY", "PEM private key of the server certificate")
+    tls_client_ca: str = text(
+        "",
+        "COORD_TLS_CLIENT_CA",
+        "PEM CA bundle: clients must present a certificate it signed (mTLS); empty: no client certificates",
+    )
+    tls_reload_interval: float = duration(
+        10.0,
+        "COORD_TLS_RELOAD_INTERVAL",
+        "how often the certificate files are checked for a change (SIGHUP reloads them at once)",
+        zero="only on SIGHUP",
+    )
+    auth_file: str = text(
+        "",
+        "COORD_AUTH_FILE",
+        "YAML file of API keys (SHA-256 digests), certificate identities, tenant limits; reloaded on SIGHUP",
+    )
+    jwt_keys: str = text(
+        "",
+        "COORD_JWT_KEYS",
+        "JWKS file or PEM public key that signs accepted JWT bearer tokens; empty: no JWT",
+    )
+    jwt_algorithms: str = text(
+        "RS256,ES256,EdDSA", "COORD_JWT_ALGORITHMS", "comma-separated JWT algorithms accepted (never none)"
+    )
+    jwt_issuer: str = text("", "COORD_JWT_ISSUER", "required iss claim of JWTs; empty: not checked")
+    jwt_audience: str = text("", "COORD_JWT_AUDIENCE", "required aud claim of JWTs; empty: not checked")
+    jwt_leeway: float = duration(
+        30.0, "COORD_JWT_LEEWAY", "clock skew allowed when checking exp and nbf", zero="none"
+    )
+    jwt_tenant_claim: str = text("tenant", "COORD_JWT_TENANT_CLAIM", "JWT claim naming the caller's tenant")
+    jwt_allow_claim: str = text(
+        "coord_allow",
+        "COORD_JWT_ALLOW_CLAIM",
+        "JWT claim listing the caller's permissions (as allow: in the auth file)",
+    )
+    reflection: str = text(
+        "auto",
+        "COORD_REFLECTION",
+        "serve gRPC reflection: on, off, or auto (on unless authentication is configured)",
+    )
+    redis_password_file: str = text(
+        "",
+        "COORD_REDIS_PASSWORD_FILE",
+        "file holding the Redis password (the URL then needs none), so no secret is in the environment",
+    )
+    redis_tls_ca: str = text(
+        "", "COORD_REDIS_TLS_CA", "PEM CA bundle that signed the Redis server's certificate (rediss://)"
+    )
+    redis_tls_cert: str = text(
+        "", "COORD_REDIS_TLS_CERT", "PEM client certificate for Redis TLS, when Redis asks for one"
+    )
+    redis_tls_key: str = text("", "COORD_REDIS_TLS_KEY", "PEM private key of COORD_REDIS_TLS_CERT")
 
     # -- request limits (every service) and the cache ------------------------------------------
     max_key_bytes: int = size(1024, "COORD_MAX_KEY_SIZE", "longest key, in bytes of UTF-8")
@@ -363,6 +479,20 @@ class Settings:
     def embedded(self) -> bool:
         return not self.redis_url
 
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Callers must authenticate: API keys / certificate identities (auth file) or JWTs."""
+        return bool(self.auth_file or self.jwt_keys)
+
+    @property
+    def jwt_algorithm_names(self) -> tuple[str, ...]:
+        """COORD_JWT_ALGORITHMS as names (``"RS256,ES256"`` -> ``("RS256", "ES256")``)."""
+        return tuple(name.strip() for name in self.jwt_algorithms.split(",") if name.strip())
+
     def validate(self) -> Settings:
         """Check each duration's range and the cross-field rules; returns self so calls chain."""
         for name, spec in specs():
@@ -376,10 +506,12 @@ class Settings:
             raise ConfigError(f"log level: {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
         if ":" not in self.listen:
             raise ConfigError(f"listen: {self.listen!r} must be host:port")
-        if not _TENANT.match(self.tenant):
+        if not _TENANT.fullmatch(self.tenant):  # fullmatch: "$" would let a trailing newline in
             raise ConfigError(f"tenant: {self.tenant!r} must be 1-64 of A-Z a-z 0-9 _ . -")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis url: {self.redis_url!r} must start with redis://, rediss:// or unix://")
+            # Redacted: a URL is shown only without its password, even one that cannot be used.
+            shown = redact_url(self.redis_url)
+            raise ConfigError(f"redis url: {shown!r} must start with redis://, rediss:// or unix://")
         if self.redis_cluster and self.redis_url.startswith("unix://"):
             raise ConfigError("redis cluster: a cluster seed must be a redis:// or rediss:// URL")
         if self.redis_cluster and self.embedded:
@@ -389,18 +521,82 @@ class Settings:
         for name in ("max_key_bytes", "max_value_bytes", "max_batch", "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        self._validate_connections()
         if self.event_loop not in ("uvloop", "asyncio"):
             raise ConfigError(f"event loop: {self.event_loop!r} is not uvloop or asyncio")
         if self.workers < 1:
             raise ConfigError(f"workers: must be at least 1 (got {self.workers})")
         if self.workers > 1 and self.listen.rsplit(":", 1)[1] == "0":
             raise ConfigError("workers: several workers share one port, so listen needs a fixed port, not 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing = "COORD_TLS_KEY" if self.tls_cert else "COORD_TLS_CERT"
+            raise ConfigError(f"{missing}: COORD_TLS_CERT and COORD_TLS_KEY go together; set both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError(
+                "COORD_TLS_CLIENT_CA: mTLS needs the server's own COORD_TLS_CERT and COORD_TLS_KEY"
+            )
         if self.max_message_bytes < self.max_value_bytes + 64 * 1024:
             raise ConfigError(
                 "max message size: must exceed the max value size by at least 64KiB "
                 f"(got {self.max_message_bytes} for values of {self.max_value_bytes})"
             )
+        self._validate_auth()
+        self._validate_redis_access()
         return self
+
+    def _validate_connections(self) -> None:
+        """The connection limits become gRPC channel arguments, which are C ints (durations in ms)."""
+        env = {name: spec.env for name, spec in specs()}
+        for name in ("max_concurrent_streams", "max_ping_strikes"):
+            value = getattr(self, name)
+            if not 0 <= value <= _GRPC_INT_MAX:
+                raise ConfigError(f"{env[name]}: must be 0 (no limit) to {_GRPC_INT_MAX} (got {value})")
+        longest = format_duration(_GRPC_INT_MAX / 1000)
+        durations = ("max_connection_age", "max_connection_age_grace", "max_connection_idle")
+        for name in (*durations, "min_ping_interval"):
+            if getattr(self, name) * 1000 > _GRPC_INT_MAX:
+                raise ConfigError(f"{env[name]}: must be at most {longest}")
+
+    def _validate_redis_access(self) -> None:
+        """The Redis password file and TLS files (read and loaded when the backend is built)."""
+        tls_files = {
+            "COORD_REDIS_TLS_CA": self.redis_tls_ca,
+            "COORD_REDIS_TLS_CERT": self.redis_tls_cert,
+            "COORD_REDIS_TLS_KEY": self.redis_tls_key,
+        }
+        given = [env for env, value in tls_files.items() if value]
+        if self.embedded and (self.redis_password_file or given):
+            setting = "COORD_REDIS_PASSWORD_FILE" if self.redis_password_file else given[0]
+            raise ConfigError(f"{setting}: needs COORD_REDIS_URL (the embedded Redis is a private socket)")
+        if self.redis_password_file and url_has_password(self.redis_url):
+            raise ConfigError(
+                "COORD_REDIS_PASSWORD_FILE: the Redis URL has a password too; keep it only in the file"
+            )
+        if given and not self.redis_url.startswith("rediss://"):
+            raise ConfigError(f"{given[0]}: needs a rediss:// COORD_REDIS_URL (TLS to Redis)")
+        if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
+            missing = "COORD_REDIS_TLS_KEY" if self.redis_tls_cert else "COORD_REDIS_TLS_CERT"
+            raise ConfigError(f"{missing}: COORD_REDIS_TLS_CERT and COORD_REDIS_TLS_KEY go together")
+
+    def _validate_auth(self) -> None:
+        """The identity settings (the files they name are checked when the server loads them)."""
+        if self.reflection not in _REFLECTION:
+            raise ConfigError(f"COORD_REFLECTION: {self.reflection!r} is not auto, on or off")
+        for name in self.jwt_algorithm_names:
+            if name.lower() == "none":
+                raise ConfigError("COORD_JWT_ALGORITHMS: 'none' is never accepted: tokens must be signed")
+            if name not in _JWT_ALGORITHMS:
+                raise ConfigError(
+                    f"COORD_JWT_ALGORITHMS: unknown algorithm {name!r} (known: {', '.join(_JWT_ALGORITHMS)})"
+                )
+        if self.jwt_keys and not self.jwt_algorithm_names:
+            raise ConfigError("COORD_JWT_ALGORITHMS: COORD_JWT_KEYS is set, so it needs an algorithm")
+        for env, claim in (
+            ("COORD_JWT_TENANT_CLAIM", self.jwt_tenant_claim),
+            ("COORD_JWT_ALLOW_CLAIM", self.jwt_allow_claim),
+        ):
+            if self.jwt_keys and not claim.strip():
+                raise ConfigError(f"{env}: must name a claim when COORD_JWT_KEYS is set")
 
 
 def specs() -> list[tuple[str, Spec]]:
@@ -415,7 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
         shown = spec.show(getattr(defaults, name)) or "empty"
         # argparse %-formats help texts.
         text = f"{spec.meaning} [env {spec.env}, default {shown}]".replace("%", "%%")
-        parser.add_argument(spec.flag, dest=name, default=None, metavar=_METAVARS[spec.kind], help=text)
+        # A switch given alone means 1 (``--insecure``); ``--insecure 0`` still works.
+        switch: dict[str, Any] = {"nargs": "?", "const": "1"} if spec.kind == "bool" else {}
+        parser.add_argument(
+            spec.flag, dest=name, default=None, metavar=_METAVARS[spec.kind], help=text, **switch
+        )
     return parser
 
 

@@ -4,18 +4,25 @@ It listens only on a unix socket (``--port 0``: never TCP) inside a 0700 data di
 append-only file (``appendfsync everysec``) so data survives restarts, runs in its own process group
 (a Ctrl-C in the terminal reaches Coord, which drains RPCs first and then stops Redis), and is tied to
 Coord's life with ``PR_SET_PDEATHSIG`` so even a SIGKILLed Coord leaves no orphan behind.
+
+One data directory, one owner: a lock file (``coord.lock``, ``flock``) is taken before anything in
+the directory is touched, and held by Coord and by its redis-server (which inherits the descriptor)
+until both are gone. A second server pointed at the same directory fails with a message naming it,
+and leaves the first one's socket alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import importlib.util
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 MIN_VERSION = (6, 2)
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
 _PR_SET_PDEATHSIG = 1
+LOCK_FILE = "coord.lock"
 
 
 class EmbeddedRedisError(StartupError):
@@ -85,6 +93,7 @@ class EmbeddedRedis:
         self.socket_path = self._choose_socket_path()
         self.binary = ""
         self.version: tuple[int, ...] = ()
+        self._lock_fd: int | None = None  # the data directory's lock, while this object owns it
 
     def _choose_socket_path(self) -> Path:
         path = self.data_dir / "redis.sock"
@@ -102,9 +111,78 @@ class EmbeddedRedis:
         self.binary, self.version = find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
-        if self.socket_path.exists():
-            self.socket_path.unlink()  # left by a crash; the pid check below guards a live owner
-        self._refuse_if_owned()
+        # Ownership first: nothing in the directory (the socket above all) is touched before it is ours.
+        self._lock()
+        try:
+            self._refuse_if_owned()
+            self._clear_stale_socket()
+            await self._spawn(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+        assert self.process is not None
+        log.info(
+            "embedded redis-server %s (pid %d, %s) on %s, data in %s",
+            ".".join(map(str, self.version)),
+            self.process.pid,
+            self.binary,
+            self.socket_path,
+            self.data_dir,
+        )
+        return self.url
+
+    def _lock(self) -> None:
+        """Take the data directory's lock, or raise naming the directory and the pid holding it.
+
+        ``flock`` is released by the kernel when the last descriptor closes, so a crashed owner never
+        leaves a stale lock behind; the redis-server child inherits the descriptor, so the directory
+        stays locked while that child still runs (finishing its AOF after Coord was SIGKILLed).
+        """
+        lock_path = self.data_dir / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise EmbeddedRedisError(
+                f"data directory {self.data_dir} is in use by another Coord server"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}; stop it or set COORD_DATA_DIR to "
+                "another directory"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the message above
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with the last descriptor (the redis-server child's is closed)
+
+    def _clear_stale_socket(self) -> None:
+        """Remove a socket left by a crash; refuse one that something still answers on."""
+        if not self.socket_path.exists():
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(self.socket_path))
+            except (ConnectionRefusedError, FileNotFoundError):  # nobody listens: a crash's leftover
+                self.socket_path.unlink(missing_ok=True)
+                return
+            except OSError:  # not ours to open, or too busy to answer: someone's, so leave it
+                pass
+        raise EmbeddedRedisError(
+            f"data directory {self.data_dir}: a server is listening on {self.socket_path} (not started "
+            "by a Coord server holding the directory's lock); stop it or set COORD_DATA_DIR to another "
+            "directory"
+        )
+
+    async def _spawn(self, timeout: float) -> None:
+        assert self._lock_fd is not None
         args = [
             self.binary,
             "--port", "0",
@@ -125,17 +203,9 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
             process_group=0,
+            pass_fds=(self._lock_fd,),  # the child holds the directory's lock as long as it runs
         )
         await self._wait_ready(timeout)
-        log.info(
-            "embedded redis-server %s (pid %d, %s) on %s, data in %s",
-            ".".join(map(str, self.version)),
-            self.process.pid,
-            self.binary,
-            self.socket_path,
-            self.data_dir,
-        )
-        return self.url
 
     def _refuse_if_owned(self) -> None:
         pidfile = self.data_dir / "redis.pid"
@@ -176,7 +246,6 @@ class EmbeddedRedis:
                 finally:
                     await client.aclose()
             await asyncio.sleep(0.05)
-        await self.stop()
         raise EmbeddedRedisError(f"embedded redis-server did not become ready in {timeout:g}s")
 
     def _log_tail(self, lines: int = 10) -> str:
@@ -188,6 +257,12 @@ class EmbeddedRedis:
     async def stop(self, timeout: float = 10.0) -> None:
         """Ask redis-server to shut down cleanly (flushing the AOF); kill it if it will not."""
         process, self.process = self.process, None
+        try:
+            await self._stop_process(process, timeout)
+        finally:
+            self._unlock()
+
+    async def _stop_process(self, process: subprocess.Popen[bytes] | None, timeout: float) -> None:
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

@@ -104,7 +104,30 @@ def invalid(field_path: str, description: str, reason: str = "INVALID_FIELD", **
 
 
 @dataclass
+class Unauthenticated(CoordError):
+    """The call carries no valid credential (the message never says which check failed)."""
+
+    reason: str = "UNAUTHENTICATED"
+
+
+@dataclass
+class PermissionDenied(CoordError):
+    """The caller is known but not allowed this method; ``metadata["permission"]`` names it."""
+
+    reason: str = "PERMISSION_DENIED"
+
+
+@dataclass
 class SubscriberTooSlow(CoordError):
     """A subscriber fell further behind than its buffer allows; ``metadata`` carries its resume cursors."""
 
     reason: str = "EVENTS_SUBSCRIBER_TOO_SLOW"
+
+
+@dataclass
+class ShuttingDown(CoordError):
+    """The server is shutting down and ended this stream (UNAVAILABLE): resume on another server."""
+
+    message: str = "the server is shutting down; resume on another server"
+    reason: str = "SERVER_SHUTTING_DOWN"
+    retry_after: float | None = 0.1  # at once, elsewhere: this server refuses new calls from now on

@@ -1,7 +1,10 @@
 """Standard ``grpc.health.v1`` health, driven by whether Redis answers.
 
 The whole server ("") and every registered service are SERVING while Redis answers PING and
-NOT_SERVING while it does not; a background probe flips them both ways and logs each change.
+NOT_SERVING while it does not; a background probe flips them both ways and logs each change. They
+start NOT_SERVING (the reference servicer would say SERVING for "" and NOT_FOUND for the services)
+and stay so until the first probe succeeds: a server whose Redis accepts connections but never
+answers is never reported ready.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class HealthMonitor:
         return healthy
 
     async def start(self) -> None:
+        """Report NOT_SERVING for every name, then probe once and keep probing in the background.
+
+        Called right after the server starts, with no await in between (as ``app.running`` does), so
+        no health check is answered before the statuses are set.
+        """
+        await self._set_all(NOT_SERVING)
         await self.probe_once()
         self._task = asyncio.create_task(self._run(), name="coord-health")
 

@@ -27,7 +27,7 @@ from coord_client.lock import (
     Mode,
     ReleaseOutcome,
 )
-from coord_server.lock.keys import PERMANENT_SUFFIX, LockKeys
+from coord_server.lock.keys import FENCE_SUFFIX, LockKeys
 
 from ..conftest import CoordUnderTest, wait_for
 
@@ -46,7 +46,7 @@ def client1(coord_single: CoordUnderTest) -> Iterator[Client]:
 
 def delete_grants(coord: CoordUnderTest, name: str) -> None:
     """Remove a lock's state from Redis behind the server's back (the fence counter stays)."""
-    keys = [k for k in LockKeys(coord.settings.tenant).all(name) if not k.endswith(PERMANENT_SUFFIX)]
+    keys = [k for k in LockKeys(coord.settings.tenant).all(name) if not k.endswith(FENCE_SUFFIX)]
     with coord.redis() as r:
         assert r.delete(*keys) >= 1
 

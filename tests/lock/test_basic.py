@@ -193,7 +193,10 @@ def test_readers_share_writers_exclude(stub: Stub) -> None:
     assert acquire(stub, mode=S).acquired
 
 
-def test_keys_share_one_slot_and_all_but_the_fence_expire(stub: Stub, coord: CoordUnderTest) -> None:
+DAY_MS = 86_400_000
+
+
+def test_keys_share_one_slot_and_every_key_expires(stub: Stub, coord: CoordUnderTest) -> None:
     a = acquire(stub, ttl=30).grant
     waiter = stub.Acquire.future(pb.AcquireRequest(name="L", mode=X, ttl=dur(30), wait=dur(30)), timeout=60)
     wait_for(lambda: describe(stub).queue_length == 1, "the waiter to queue", timeout=10)
@@ -203,14 +206,35 @@ def test_keys_share_one_slot_and_all_but_the_fence_expire(stub: Stub, coord: Coo
     wait_for(lambda: describe(stub, "L2").holder_count == 0, "expiry", timeout=5)
     stub.Extend(pb.ExtendRequest(name="L2", lock_token=expiring.lock_token, resume=True))
     stub.Extend(pb.ExtendRequest(name="L", lock_token=b.lock_token, ttl=dur(100)))
+    released = acquire(stub, "L3").grant
+    release(stub, "L3", released.lock_token)
+    acquire(stub, "L4", ttl=2 * 86_400)  # a lease longer than the fence counter's minimum TTL
     with coord.redis() as r:
         keys = [k.decode() for k in r.scan_iter(match="coord:default:lock:*", count=1000)]
-        assert any(k.endswith(":fence") for k in keys) and any(k.endswith(":d") for k in keys)
-        for key in keys:
-            pttl = r.pttl(key)
-            if key.endswith(":fence"):
-                assert pttl == -1, key  # deliberately permanent (documented)
-            else:
-                assert pttl > 0, key
+        fences = [k for k in keys if k.endswith(":fence")]
+        assert len(fences) == 4 and any(k.endswith(":d") for k in keys)
+        pttls = {key: r.pttl(key) for key in keys}
         slots = {r.cluster_keyslot(k) if coord.kind == "cluster" else 0 for k in keys if "{L}" in k}
+    assert all(pttl > 0 for pttl in pttls.values()), pttls
+    for fence in fences:
+        # A day at least (a minute's slack for a slow run), and never less than the lock's other keys:
+        # a resume compares a grant's fence with the counter, and Describe reports it.
+        siblings = [pttl for key, pttl in pttls.items() if key.rsplit(":", 1)[0] == fence.rsplit(":", 1)[0]]
+        assert pttls[fence] > DAY_MS - 60_000 and pttls[fence] >= max(siblings) - 1_000, pttls
+    assert pttls["coord:default:lock:{L4}:fence"] > DAY_MS * 2
     assert len(slots) == 1
+
+
+def test_tokens_keep_growing_after_the_fence_counter_expired(stub: Stub, coord: CoordUnderTest) -> None:
+    """What the counter's expiry means: the next token comes from the Redis time floor alone."""
+    tokens = []
+    for _ in range(3):
+        grant = acquire(stub).grant
+        tokens.append(grant.fencing_token)
+        release(stub, "L", grant.lock_token)
+    with coord.redis() as r:
+        assert r.delete("coord:default:lock:{L}:fence") == 1  # as if its TTL had run out
+    assert describe(stub).last_fencing_token == 0
+    after = acquire(stub).grant.fencing_token
+    assert after > max(tokens)
+    assert describe(stub).last_fencing_token == after

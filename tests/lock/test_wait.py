@@ -217,7 +217,8 @@ def test_the_wake_up_subscription_outlives_a_wait_and_ends_with_the_server(
         acquire(s, owner="holder")
         for _ in range(3):  # three separate waits, each timing out with nobody else waiting
             assert not acquire(s, wait=0.2).acquired
-            assert len(wake_channels()) == 1  # still subscribed between waits
+            # Subscribed between waits (the first wait does not wait for the subscription to be made).
+            wait_for(lambda: len(wake_channels()) == 1, "the wake-up subscription", 10)
         assert subscriptions_made() == 1
     server.stop()
     wait_for(lambda: not wake_channels(), "the wake-up subscription to close with the server", 5)

@@ -1,7 +1,8 @@
 """Running the Node.js suite from pytest: ``node --test`` as a subprocess, its TAP summary parsed.
 
-The suite lives next to this file (``suite/*.test.js``, ``outage/*.test.js``, ``lib/coord.js``); its
-packages are installed into ``node_modules/`` by ``make`` (``npm ci`` from ``package-lock.json``).
+The suite lives next to this file (``suite/*.test.js``, ``outage/*.test.js``, ``secure/*.test.js``,
+``lib/coord.js``); its packages are installed into ``node_modules/`` by ``make`` (``npm ci`` from
+``package-lock.json``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 NODE_DIR = Path(__file__).resolve().parent
 SUITE = sorted(p.relative_to(NODE_DIR).as_posix() for p in (NODE_DIR / "suite").glob("*.test.js"))
 OUTAGE = sorted(p.relative_to(NODE_DIR).as_posix() for p in (NODE_DIR / "outage").glob("*.test.js"))
+SECURE = sorted(p.relative_to(NODE_DIR).as_posix() for p in (NODE_DIR / "secure").glob("*.test.js"))
 _COUNT = re.compile(r"^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$", re.MULTILINE)
 
 
@@ -56,9 +59,18 @@ def node_binary() -> str:
     return node
 
 
-def run_node_suite(label: str, files: list[str], target: str, timeout: float = 90.0) -> NodeRun:
-    """Run ``files`` with Node's test runner against the Coord at ``target``; TAP to stdout."""
-    env = {**os.environ, "COORD_TARGET": target, "NO_COLOR": "1"}
+def run_node_suite(
+    label: str,
+    files: list[str],
+    target: str,
+    timeout: float = 90.0,
+    connection: Mapping[str, str] | None = None,
+) -> NodeRun:
+    """Run ``files`` with Node's test runner against the Coord at ``target``; TAP to stdout.
+
+    ``connection`` adds the variables lib/coord.js reads besides the target (``COORD_TLS_CA``,
+    ``COORD_TOKEN_FILE``); without them the suite connects in plaintext, with no credential."""
+    env = {**os.environ, **(connection or {}), "COORD_TARGET": target, "NO_COLOR": "1"}
     proc = subprocess.run(
         [node_binary(), "--test", "--test-reporter=tap", *files],
         cwd=NODE_DIR,

@@ -59,6 +59,8 @@ def test_parse_reads_every_field():
         ("policies:\n  a:\n    limit: 5\n    period: [1\n", 5, "not valid YAML"),
         ("policies:\n  a:\n    limit: 0\n    period: 1s\n", 3, "limit: must be at least 1"),
         ("policies:\n  a:\n    limit: 5\n    period: soon\n", 4, "not a duration"),
+        ("policies:\n  a:\n    limit: 5\n    period: 1.5ms\n", 4, "whole number of milliseconds"),
+        ("policies:\n  a:\n    limit: 5\n    period: 0.0019999\n", 4, "whole number of milliseconds"),
         ("policies:\n  a:\n    limit: 5\n", 3, "'period' is required"),
         ("policies:\n  a:\n    limit: 5\n    period: 1s\n    colour: red\n", 5, "unknown field 'colour'"),
         ("policies:\n  a:\n    limit: five\n    period: 1s\n", 3, "whole number"),

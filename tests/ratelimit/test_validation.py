@@ -44,6 +44,19 @@ CASES = [
         "",
     ),
     (
+        # 1.999999 ms was once used as 1 ms: twice the rate asked for.
+        "period not whole milliseconds",
+        pb.CheckRequest(descriptors=[desc("k", pb.Rule(limit=5, period=dur(0.001999999)))]),
+        "descriptors[0].rule.period",
+        "INVALID_FIELD",
+    ),
+    (
+        "period of seconds and microseconds",
+        pb.CheckRequest(descriptors=[desc("k", pb.Rule(limit=5, period=dur(60.0005)))]),
+        "descriptors[0].rule.period",
+        "INVALID_FIELD",
+    ),
+    (
         "period too long",
         pb.CheckRequest(descriptors=[desc("k", rule(5, 367 * 86400))]),
         "descriptors[0].rule.period",
@@ -180,4 +193,41 @@ def test_reset_refuses(coord_single, request_, field):
     with pytest.raises(grpc.RpcError) as caught:
         rl.stub.Reset(request_, timeout=10)
     assert bad_field(caught.value)[0] == field
+    rl.close()
+
+
+def test_a_period_that_is_not_whole_milliseconds_says_what_it_got(coord_single):
+    rl = Limiter(coord_single.target)
+    with pytest.raises(grpc.RpcError) as caught:
+        rl.one("k", pb.Rule(limit=5, period=dur(0.001999999)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "whole number of milliseconds" in caught.value.details()
+    assert "1.999999 ms" in caught.value.details()
+    # Within a CheckBatch the one check fails, naming the field; the others are decided.
+    reply = rl.stub.CheckBatch(
+        pb.CheckBatchRequest(
+            checks=[
+                pb.CheckRequest(descriptors=[desc("a", pb.Rule(limit=5, period=dur(1.5e-3)))]),
+                pb.CheckRequest(descriptors=[desc("b", OK)]),
+            ]
+        ),
+        timeout=10,
+    )
+    assert reply.results[0].WhichOneof("result") == "error"
+    assert "descriptors[0].rule.period" in reply.results[0].error.message
+    assert reply.results[1].check.allowed
+    rl.close()
+
+
+def test_a_batch_timeout_is_a_bound_and_finer_than_a_millisecond_is_accepted(coord_single):
+    """A CheckBatchStream batch timeout is a deadline, not a rate: clients derive it from their own
+    deadline (any float), so sub-millisecond precision is dropped rather than refused."""
+    rl = Limiter(coord_single.target)
+    batch = pb.CheckBatchStreamRequest(
+        batch_id=7, checks=[pb.CheckRequest(descriptors=[desc("k", OK)])], timeout=dur(5.0005)
+    )
+    replies = rl.stub.CheckBatchStream(iter([batch]), timeout=10)
+    answer = next(replies)
+    assert answer.batch_id == 7 and not answer.HasField("error")
+    assert answer.results[0].check.allowed
     rl.close()

@@ -130,14 +130,51 @@ def test_killed_server_leaves_no_orphan_redis(tmp_path: Path, servers: list[Serv
     assert alive(redis_pid)
     server.kill()  # SIGKILL: no chance to clean up
     wait_for(lambda: not alive(redis_pid), "the embedded redis-server to exit after SIGKILL of its parent")
-
-
-def test_second_server_on_same_data_dir_is_refused(tmp_path: Path, servers: list[ServerProcess]) -> None:
-    data = tmp_path / "data"
+    # Nothing stale is left to refuse the next server: not the lock, not the socket.
     servers.append(ServerProcess(tmp_path, COORD_DATA_DIR=str(data)).start())
+
+
+def test_second_server_on_same_data_dir_is_refused_and_the_first_keeps_serving(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    data = tmp_path / "data"
+    first = ServerProcess(tmp_path, COORD_DATA_DIR=str(data))
+    servers.append(first.start())
+    assert first.proc is not None
+    sock = data / "redis.sock"
+    inode = sock.stat().st_ino
+
     second = ServerProcess(tmp_path, COORD_DATA_DIR=str(data))
-    with pytest.raises(RuntimeError, match="in use by redis-server"):
-        second.start()
+    done = subprocess.run(
+        [sys.executable, "-m", "coord_server"],
+        env=second.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # The first one's Redis socket was not touched: new connections reach it, and Coord serves on.
+    assert sock.exists() and sock.stat().st_ino == inode
+    with redis.Redis(unix_socket_path=str(sock)) as r:
+        assert r.ping()
+    assert done.returncode != 0
+    assert f"data directory {data} is in use by another Coord server (pid {first.proc.pid})" in done.stderr
+    assert "Traceback" not in done.stderr
+    with grpc.insecure_channel(first.target) as ch:
+        stub = cache_pb2_grpc.CacheServiceStub(ch)
+        stub.Set(pb.SetRequest(key="still", value=b"here"))
+        assert stub.Get(pb.GetRequest(key="still")).entry.value == b"here"
+    assert first.proc.poll() is None
+
+
+def test_a_socket_left_by_a_crash_is_cleared(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as leftover:  # bound, never listened on, closed: a dead socket
+        leftover.bind(str(data / "redis.sock"))
+    servers.append(ServerProcess(tmp_path, COORD_DATA_DIR=str(data)).start())
+    with redis.Redis(unix_socket_path=str(data / "redis.sock")) as r:
+        assert r.ping()
 
 
 def test_graceful_shutdown_finishes_in_flight_and_refuses_new(

@@ -1,6 +1,7 @@
 """``coordctl``: Coord from the command line, one command group per service.
 
-    coordctl [--target HOST:PORT] [--timeout S] [--json] GROUP COMMAND ...
+    coordctl [--target HOST:PORT] [--timeout S] [--json] [--tls-ca F] [--tls-cert F --tls-key F]
+             [--token-file F|-] GROUP COMMAND ...
 
 A service adds its group by appending its module to :data:`GROUPS`; the module exposes
 ``register(subparsers)``, which adds one parser per command with ``set_defaults(handler=...)``.
@@ -18,11 +19,19 @@ from types import ModuleType
 from .._base import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ..client import Client
 from ..errors import CoordError
-from . import cache, events, lock, ratelimit, session
-from ._common import EPILOG, Exit, Output, duration, exit_code
+from . import auth, cache, events, lock, ratelimit, session
+from ._common import (
+    EPILOG,
+    Exit,
+    Output,
+    add_security_arguments,
+    duration,
+    exit_code,
+    security_arguments,
+)
 
 # One module per service; each has register(subparsers).
-GROUPS: list[ModuleType] = [cache, lock, ratelimit, session, events]
+GROUPS: list[ModuleType] = [cache, lock, ratelimit, session, events, auth]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"deadline of each call, retries included: 2.5, 500ms, 10s (default {DEFAULT_TIMEOUT:g}s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_security_arguments(parser)
     groups = parser.add_subparsers(title="command groups", dest="group", metavar="GROUP")
     groups.required = True
     for module in GROUPS:
@@ -57,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run coordctl; returns the exit code (argparse itself exits with 2 on usage errors)."""
     args = build_parser().parse_args(argv)
     out = Output(args.json)
+    if hasattr(args, "offline_handler"):  # a command that needs no server (coordctl auth new-key)
+        offline: int = args.offline_handler(args, out)
+        return offline
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        with Client(args.target, timeout=args.timeout, **security_arguments(args)) as client:
             code: int = args.handler(client, args, out)
             return code
     except CoordError as error:

@@ -6,6 +6,7 @@ import argparse
 import base64
 import enum
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 import grpc
 
 from .._convert import parse_duration
+from .._tls import TLSConfig
 from ..client import Client
 from ..errors import CoordError
 
@@ -160,3 +162,68 @@ class Output:
 def token_arg(text: str) -> str:
     """A secret token argument; ``-`` reads it from stdin instead (so it stays out of ``ps``)."""
     return sys.stdin.readline().strip() if text == "-" else text
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """The global TLS and credential flags. Each has an environment variable; no flag takes a
+    secret itself: the token is read from a file (or stdin), so it stays out of ``ps`` and history."""
+    env = os.environ.get
+    group = parser.add_argument_group("TLS and credentials")
+    group.add_argument(
+        "--tls",
+        action="store_true",
+        default=env("COORD_TLS", "").lower() in ("1", "true", "yes", "on"),
+        help="use TLS, checking the server against the system's CA roots (env COORD_TLS=1); implied "
+        "by --tls-ca and --tls-cert",
+    )
+    group.add_argument(
+        "--tls-ca",
+        default=env("COORD_TLS_CA") or None,
+        metavar="FILE",
+        help="PEM CA bundle that signed the server's certificate (env COORD_TLS_CA)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        default=env("COORD_TLS_CERT") or None,
+        metavar="FILE",
+        help="PEM client certificate, for servers that require one (mTLS; env COORD_TLS_CERT)",
+    )
+    group.add_argument(
+        "--tls-key",
+        default=env("COORD_TLS_KEY") or None,
+        metavar="FILE",
+        help="PEM private key of --tls-cert (env COORD_TLS_KEY)",
+    )
+    group.add_argument(
+        "--token-file",
+        default=env("COORD_TOKEN_FILE") or None,
+        metavar="FILE",
+        help="file holding the API key or JWT sent as a bearer token; - reads it from the first line "
+        "of stdin (env COORD_TOKEN_FILE)",
+    )
+
+
+def read_token_file(path: str) -> str:
+    """The token in the file ``path`` (``-``: the first line of stdin), without surrounding
+    whitespace; ValueError names the file, never its content."""
+    if path == "-":
+        token = token_arg("-")
+    else:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ValueError(f"--token-file: cannot read {path}: {reason or error}") from None
+    if not token:
+        raise ValueError(f"--token-file: {'stdin' if path == '-' else path} holds no token")
+    return token
+
+
+def security_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``tls=`` and ``token=`` for :class:`Client`, from the flags of :func:`add_security_arguments`."""
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        tls = TLSConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    token = read_token_file(args.token_file) if args.token_file else None
+    return {"tls": tls, "token": token}

@@ -153,9 +153,10 @@ class SubscriptionBase:
         stub: events_pb2_grpc.EventsServiceStub,
         cursors: Cursors,
         on_gap: GapCallback | None,
-        metadata: Any,
+        metadata: Callable[[], Any],
     ) -> None:
         self._stub = stub
+        # Asked again for every (re)subscription: the client's token may have rotated meanwhile.
         self._metadata = metadata
         self._state = cursors
         self._on_gap = on_gap
@@ -180,7 +181,7 @@ class SubscriptionBase:
 
     def _open(self) -> Any:
         """A new Subscribe call from the cursors (not yet silent)."""
-        self._call = self._stub.Subscribe(self._state.request(), metadata=self._metadata)
+        self._call = self._stub.Subscribe(self._state.request(), metadata=self._metadata())
         self._stale = False
         return self._call
 

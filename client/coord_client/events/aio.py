@@ -157,7 +157,7 @@ class AsyncEventsAPI(EventsAPIBase[AsyncSubscription], AsyncService):
             await asyncio.sleep(backoff.next())
 
     def _new_subscription(self, cursors: Cursors, on_gap: Callable[[Gap], Any] | None) -> AsyncSubscription:
-        return AsyncSubscription(self._stub, cursors, on_gap, self._t.metadata)
+        return AsyncSubscription(self._stub, cursors, on_gap, lambda: self._t.metadata)
 
 
 async def _settle(

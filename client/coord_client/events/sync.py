@@ -167,7 +167,7 @@ class EventsAPI(EventsAPIBase[Subscription], SyncService):
             time.sleep(backoff.next())
 
     def _new_subscription(self, cursors: Cursors, on_gap: Callable[[Gap], Any] | None) -> Subscription:
-        return Subscription(self._stub, cursors, on_gap, self._t.metadata)
+        return Subscription(self._stub, cursors, on_gap, lambda: self._t.metadata)
 
 
 def _settle(handler: Callable[[Event], Any], event: Event) -> events_pb2.ConsumeRequest:

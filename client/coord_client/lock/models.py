@@ -186,7 +186,7 @@ class LockInfo:
     holders: list[Holder]  # oldest grant first, at most 100
     holder_count: int
     queue_length: int
-    last_fencing_token: int  # the newest ever issued for this name (0 if none)
+    last_fencing_token: int  # the newest issued for this name (0 if none, or unused for a day)
     limit: int  # the smallest limit among SHARED holders (0: none given)
 
     @property

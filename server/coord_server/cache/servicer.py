@@ -13,6 +13,7 @@ from coord.common.v1 import errors_pb2
 from .._grpc import answer_each, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
+from ..tenancy import PerTenant
 from ..validation import Limits
 from .store import CacheStore, Condition, Entry, SetItem, SetResult
 
@@ -21,12 +22,17 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 # Lua compares fencing tokens as doubles: exact only below 2^53 (Coord's own tokens are far below).
 _MAX_FENCING_TOKEN = 2**53 - 1
 _GET_STREAM = "CacheServicer.GetStream"
+# The most bytes one Entry adds to a BatchGetResponse besides its key and value: the field tag and
+# length of the entry (5), of its key (3) and value (5), found (2), version (11), expire_time (19).
+_ENTRY_FRAMING = 48
 
 
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
-    def __init__(self, store: CacheStore, limits: Limits) -> None:
-        self._store = store
+    # Every call reaches the store of the caller's tenant (tenancy.py): one lookup, no await.
+    def __init__(self, stores: PerTenant[CacheStore], limits: Limits, max_reply_bytes: int) -> None:
+        self._stores = stores
         self._limits = limits
+        self._max_reply_bytes = max_reply_bytes  # gRPC would refuse to send a larger reply
 
     @rpc
     async def Get(self, request: cache_pb2.GetRequest, context: Ctx) -> cache_pb2.GetResponse:
@@ -51,24 +57,26 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     async def _get(self, request: cache_pb2.GetRequest) -> cache_pb2.GetResponse:
         """Get's whole work, shared by the unary call and every message of GetStream."""
         key = self._limits.key("key", request.key)
-        return cache_pb2.GetResponse(entry=_entry_pb(await self._store.get(key)))
+        return cache_pb2.GetResponse(entry=_entry_pb(await self._stores.get().get(key)))
 
     @rpc
     async def BatchGet(self, request: cache_pb2.BatchGetRequest, context: Ctx) -> cache_pb2.BatchGetResponse:
         self._limits.batch("keys", len(request.keys))
         keys = [self._limits.key(f"keys[{i}]", k) for i, k in enumerate(request.keys)]
-        entries = await self._store.get_many(keys)
+        # Bounded before fetching: a reply gRPC could not send is refused without reading it all.
+        store = self._stores.get()
+        entries = await store.get_many(keys, max_bytes=self._max_reply_bytes, per_entry=_ENTRY_FRAMING)
         return cache_pb2.BatchGetResponse(entries=[_entry_pb(e) for e in entries])
 
     @rpc
     async def Set(self, request: cache_pb2.SetRequest, context: Ctx) -> cache_pb2.SetResponse:
-        return _set_pb(await self._store.set(self._set_item("", request)))
+        return _set_pb(await self._stores.get().set(self._set_item("", request)))
 
     @rpc
     async def BatchSet(self, request: cache_pb2.BatchSetRequest, context: Ctx) -> cache_pb2.BatchSetResponse:
         self._limits.batch("requests", len(request.requests))
         items = [self._set_item(f"requests[{i}].", r) for i, r in enumerate(request.requests)]
-        results = await self._store.set_many(items)
+        results = await self._stores.get().set_many(items)
         return cache_pb2.BatchSetResponse(responses=[_set_pb(r) for r in results])
 
     @rpc
@@ -77,7 +85,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         keys = [self._limits.key(f"keys[{i}]", k) for i, k in enumerate(request.keys)]
         if request.if_version and len(keys) != 1:
             raise invalid("if_version", f"needs exactly one key (got {len(keys)})")
-        results = await self._store.delete(keys, request.if_version)
+        results = await self._stores.get().delete(keys, request.if_version)
         return cache_pb2.DeleteResponse(
             deleted_count=sum(1 for r in results if r.outcome == r.outcome.DELETED),
             results=[
@@ -92,7 +100,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     ) -> cache_pb2.IncrementResponse:
         key = self._limits.key("key", request.key)
         ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
-        result = await self._store.increment(key, request.delta, ttl)
+        result = await self._stores.get().increment(key, request.delta, ttl)
         return cache_pb2.IncrementResponse(
             value=result.value,
             version=result.version,
@@ -104,7 +112,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     async def Touch(self, request: cache_pb2.TouchRequest, context: Ctx) -> cache_pb2.TouchResponse:
         key = self._limits.key("key", request.key)
         ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
-        result = await self._store.touch(key, ttl)
+        result = await self._stores.get().touch(key, ttl)
         return cache_pb2.TouchResponse(found=result.found, expire_time=timestamp_ms(result.expire_ms))
 
     def _set_item(self, prefix: str, request: cache_pb2.SetRequest) -> SetItem:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FailedPrecondition, OutOfRange
+from ..errors import FailedPrecondition, FieldViolation, OutOfRange, TooLarge
 from ..redis import RedisBackend, ScriptArg, ScriptCall, ScriptSet
 from .keys import CacheKeys
 
@@ -112,10 +113,51 @@ class CacheStore:
     async def get(self, key: str) -> Entry:
         return _entry(key, await self._redis.run(self._get, [self._keys.entry(key)], []))
 
-    async def get_many(self, keys: Sequence[str]) -> list[Entry]:
-        calls = [ScriptCall(self._get, [self._keys.entry(k)], []) for k in keys]
-        replies = await self._redis.run_many(calls)
-        return [_entry(k, r) for k, r in zip(keys, replies, strict=True)]
+    async def get_many(
+        self, keys: Sequence[str], *, max_bytes: int | None = None, per_entry: int = 0
+    ) -> list[Entry]:
+        """The entries of ``keys``, in their order; a key given several times is read once and
+        answered each time.
+
+        With ``max_bytes``, the answer must fit in it, each entry counted as ``per_entry`` plus its
+        key's and its value's bytes, once per time its key was asked for; TooLarge when it cannot,
+        raised before any value that does not fit has left Redis. Each key is asked for its value
+        only if that is within an equal share of ``max_bytes``, else for its size, so the first round
+        trip carries at most ``max_bytes`` of values; the longer values are fetched in a second one,
+        only once the sizes show that the whole answer fits.
+        """
+        if not keys:
+            return []
+        distinct = list(dict.fromkeys(keys))
+        if max_bytes is None:
+            replies = await self._get_each(distinct)
+        else:
+            replies = await self._get_within(keys, distinct, max_bytes, per_entry)
+        entries = {k: _entry(k, r) for k, r in replies.items()}
+        return [entries[k] for k in keys]
+
+    async def _get_each(self, keys: Sequence[str], *args: ScriptArg) -> dict[str, Any]:
+        """get.lua's reply for each of ``keys`` (distinct), in one pipelined round trip."""
+        calls = [ScriptCall(self._get, [self._keys.entry(k)], args) for k in keys]
+        return dict(zip(keys, await self._redis.run_many(calls), strict=True))
+
+    async def _get_within(
+        self, keys: Sequence[str], distinct: Sequence[str], max_bytes: int, per_entry: int
+    ) -> dict[str, Any]:
+        times = Counter(keys)
+
+        def total(replies: dict[str, Any]) -> int:
+            return sum(times[k] * (per_entry + _utf8_size(k) + _value_size(r)) for k, r in replies.items())
+
+        replies = await self._get_each(distinct, max_bytes // len(keys))
+        needed = total(replies)
+        longer = [k for k, r in replies.items() if int(r[0]) == _SIZE_ONLY]
+        if longer and needed <= max_bytes:
+            replies.update(await self._get_each(longer))
+            needed = total(replies)  # a value may have changed since its size was read
+        if needed > max_bytes:
+            raise _reply_too_large(needed, max_bytes)
+        return replies
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -172,6 +214,31 @@ class CacheStore:
     async def touch(self, key: str, ttl_ms: int) -> TouchResult:
         reply = await self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms])
         return TouchResult(True, int(reply[1])) if int(reply[0]) else TouchResult(False)
+
+
+# get.lua's code for "the value is longer than asked for: here is only its size".
+_SIZE_ONLY = 2
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _value_size(reply: Any) -> int:
+    """The value bytes a get.lua reply stands for: none when absent, its size when sent size only."""
+    code = int(reply[0])
+    if code == _SIZE_ONLY:
+        return int(reply[1])
+    return len(reply[1]) if code else 0
+
+
+def _reply_too_large(needed: int, limit: int) -> TooLarge:
+    description = f"the entries of these keys take {needed} bytes; one reply holds at most {limit} bytes"
+    return TooLarge(
+        message=f"keys: {description} (the max message size): read them in smaller batches",
+        metadata={"field": "keys", "limit": str(limit), "actual": str(needed)},
+        violations=(FieldViolation("keys", description),),
+    )
 
 
 def _entry(key: str, reply: Any) -> Entry:

@@ -5,6 +5,12 @@ into the buffers of the subscriptions that joined it and waking the topic's cons
 The :class:`~.hub.Hub` creates it with the first reference and stops it when the last one goes. A
 reader that fails ends every joined subscription with an error carrying its cursors, so the clients
 resume without loss.
+
+Trimming can overtake the reader itself: when more than the topic's max length is published between
+two of its reads, the oldest of those events are trimmed before it reads them. That is only possible
+when a read returns at least ``min(LIVE_BATCH, max length)`` events (trimming keeps at least the max
+length, all of them then unread), so only such a batch costs one XINFO to check; if events after the
+cursor were removed, every joined subscriber gets a Gap before the batch.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from typing import TYPE_CHECKING
 from ..errors import BackendUnavailable, CoordError
 from ..redis import deadline
 from .frames import chunk_events
+from .gaps import overtaken
 from .store import StoredEvent
-from .topics import ZERO_ID, StreamId
+from .topics import ZERO_ID, StreamId, format_id
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -54,10 +61,16 @@ class Feed:
         try:
             self.cursor = (await store.position(self.topic)).last_id
             self.ready.set()
+            # Assumes every server of the deployment trims to the same max length (or this one to
+            # the smallest): a batch smaller than this cannot hide trimmed events.
+            suspect = min(LIVE_BATCH, store.retention.max_length)
             while not self.stopped:
                 events = await store.wait_after(self.topic, self.cursor, self.hub.block_ms, LIVE_BATCH)
-                if events and not self.stopped:
-                    self._dispatch(events)
+                if not events or self.stopped:
+                    continue
+                trimmed = len(events) >= suspect and overtaken(await store.position(self.topic), self.cursor)
+                if not self.stopped:
+                    self._dispatch(events, trimmed)
         except CoordError as error:
             log.warning("events reader for topic %r stopped: %s", self.topic, error.message)
             self._fail(error)
@@ -65,9 +78,18 @@ class Feed:
             log.exception("events reader for topic %r failed", self.topic)
             self._fail(BackendUnavailable("the topic reader failed; resume from your cursors"))
 
-    def _dispatch(self, events: list[StoredEvent]) -> None:
+    def _dispatch(self, events: list[StoredEvent], trimmed: bool = False) -> None:
         # One synchronous step: every joined subscriber gets the batch before the cursor moves. Each
         # chunk fits one reply and is one list shared by all subscribers (encoded once for all).
+        if trimmed:
+            # Retention working as configured, said to the subscribers; info, not a fault of Coord.
+            log.info(
+                "events of topic %r were trimmed before its reader read them (after %s)",
+                self.topic,
+                format_id(self.cursor),
+            )
+            for subscriber in list(self.subscribers):
+                subscriber.offer_gap(self.topic, events[0].id)
         for chunk in chunk_events(events):
             for subscriber in list(self.subscribers):
                 if not subscriber.offer(self.topic, chunk):

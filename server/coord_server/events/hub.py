@@ -1,10 +1,12 @@
-"""Fan-out inside one server process: the feeds of its topics and the subscriptions reading them.
+"""Fan-out inside one server process, per tenant: the feeds of a tenant's topics and the
+subscriptions reading them.
 
-The :class:`Hub` hands out one :class:`~.feed.Feed` per topic (the topic's only Redis reader in
-this process), shared by reference count between Subscribe and Consume streams; a feed runs exactly
-while something holds a reference to it. It also keeps the process's one view of the Redis clock,
-finds new topics for pattern subscriptions (also those created through other server processes), and
-tracks the tasks being stopped so that a closing stream can wait for them.
+Each tenant has its own :class:`Hub` (tenant.py), reaching Redis only through that tenant's store.
+It hands out one :class:`~.feed.Feed` per topic (the topic's only Redis reader in this process),
+shared by reference count between Subscribe and Consume streams; a feed runs exactly while something
+holds a reference to it. It also keeps a view of the Redis clock, finds new topics for the tenant's
+pattern subscriptions (also those created through other server processes) in the tenant's registry
+only, and tracks the tasks being stopped so that a closing stream can wait for them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ SETTLE_TIMEOUT = 5.0  # longest a closing stream waits for its cancelled readers
 
 
 class Hub:
-    """Owns the feeds of this process and the pattern subscriptions waiting for new topics."""
+    """Owns one tenant's feeds in this process and its pattern subscriptions waiting for new topics."""
 
     def __init__(
         self, store: EventsStore, *, block_ms: int, buffer_events: int, pattern_refresh: float

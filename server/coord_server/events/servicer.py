@@ -16,12 +16,13 @@ from coord.events.v1 import events_pb2, events_pb2_grpc
 from .._grpc import rpc, stream_rpc
 from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import CoordError, FailedPrecondition, invalid
+from ..tenancy import PerTenant
 from ..validation import Limits
 from .consumer import ConsumerSession, ConsumeSpec, DeadLetteredFrame
 from .frames import EventsFrame, Frame, GapFrame, ProgressFrame, SubscribedFrame
-from .hub import Hub
-from .store import EventsStore, PublishItem, PublishResult, StoredEvent
+from .store import PublishItem, PublishResult, StoredEvent
 from .subscription import StartKind, SubscribeSpec, Subscription
+from .tenant import TenantEvents
 from .topics import (
     MAX_NAME_BYTES,
     Pattern,
@@ -32,7 +33,7 @@ from .topics import (
     parse_id,
     pattern_problem,
 )
-from .volatile import VolatileGapFrame, VolatileHub, VolatileSubscription
+from .volatile import VolatileGapFrame, VolatileSubscription
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -49,24 +50,25 @@ DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
+    # Every call reaches the state of the caller's tenant (tenancy.py): one lookup, no await. A
+    # stream keeps the state it started with to its end (its cleanup included).
     def __init__(
         self,
-        store: EventsStore,
-        hub: Hub,
+        tenants: PerTenant[TenantEvents],
         limits: Limits,
         *,
         heartbeat_ms: int,
         ack_timeout_ms: int,
         max_deliveries: int,
     ) -> None:
-        self._store = store
-        self._hub = hub
+        self._tenants = tenants
         self._limits = limits
         self._heartbeat_ms = heartbeat_ms
         self._ack_timeout_ms = ack_timeout_ms
         self._max_deliveries = max_deliveries
         self._server_id = uuid.uuid4().hex[:8]
-        self._volatile = VolatileHub(hub, wait=hub.block_ms / 1000, buffer_events=hub.buffer_events)
+        # Shared by every tenant: it only re-sends an encoding of the very list of events it was made
+        # from, and a list comes from one tenant's feed.
         self._encoded = _EncodedBatches()
 
     # -- publishing --------------------------------------------------------------------------------
@@ -84,12 +86,13 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         return events_pb2.BatchPublishResponse(responses=await self._publish(items))
 
     async def _publish(self, items: Sequence[tuple[PublishItem, bool]]) -> list[events_pb2.PublishResponse]:
+        tenant = self._tenants.get()
         durable = [item for item, volatile in items if not volatile]
         volatile = [item for item, is_volatile in items if is_volatile]
-        stored = iter(await self._store.publish(durable)) if durable else iter(())
-        sent = iter(await self._store.publish_volatile(volatile)) if volatile else iter(())
+        stored = iter(await tenant.store.publish(durable)) if durable else iter(())
+        sent = iter(await tenant.store.publish_volatile(volatile)) if volatile else iter(())
         if durable:
-            self._hub.topics_seen(dict.fromkeys(i.topic for i in durable))
+            tenant.hub.topics_seen(dict.fromkeys(i.topic for i in durable))
         responses = []
         for _, is_volatile in items:
             if is_volatile:
@@ -130,21 +133,22 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
     async def Subscribe(
         self, request: events_pb2.SubscribeRequest, context: Ctx
     ) -> AsyncIterator[events_pb2.SubscribeResponse | bytes]:
+        tenant = self._tenants.get()
         if request.volatile:
-            async for response in self._subscribe_volatile(request):
+            async for response in self._subscribe_volatile(tenant, request):
                 yield response
             return
-        subscription = Subscription(self._hub, self._subscribe_spec(request))
+        subscription = Subscription(tenant.hub, self._subscribe_spec(request))
         try:
             await subscription.open()
             async for frame in subscription.frames():
                 yield self._encoded.frame(frame)
         finally:
             subscription.close()
-            await self._hub.settle()
+            await tenant.hub.settle()
 
     async def _subscribe_volatile(
-        self, request: events_pb2.SubscribeRequest
+        self, tenant: TenantEvents, request: events_pb2.SubscribeRequest
     ) -> AsyncIterator[events_pb2.SubscribeResponse | bytes]:
         spec = self._subscribe_spec(request)
         if spec.patterns:
@@ -153,14 +157,14 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             raise invalid("cursors", "a volatile subscription has no history to resume")
         if spec.start != StartKind.LATEST:
             raise invalid("start", "a volatile subscription starts at START_POSITION_LATEST")
-        subscription = VolatileSubscription(self._volatile, spec.topics, spec.heartbeat)
+        subscription = VolatileSubscription(tenant.volatile, spec.topics, spec.heartbeat)
         try:
             await subscription.open()
             async for frame in subscription.frames():
                 yield self._encoded.frame(frame)
         finally:
             await subscription.close()
-            await self._hub.settle()
+            await tenant.hub.settle()
 
     def _subscribe_spec(self, request: events_pb2.SubscribeRequest) -> SubscribeSpec:
         if not request.topics:
@@ -224,7 +228,8 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         if first.WhichOneof("action") != "start":
             raise _not_started("the first message must be a ConsumeStart")
         spec = self._consume_spec(first.start)
-        session = ConsumerSession(self._store, self._hub, spec)
+        tenant = self._tenants.get()
+        session = ConsumerSession(tenant.store, tenant.hub, spec)
         reader: asyncio.Task[None] | None = None
         try:
             created = await session.open()
@@ -254,7 +259,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 with contextlib.suppress(BaseException):
                     await reader
             await session.close()
-            await self._hub.settle()
+            await tenant.hub.settle()
 
     async def _read_actions(
         self, requests: AsyncIterator[events_pb2.ConsumeRequest], session: ConsumerSession
@@ -329,9 +334,10 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         self, request: events_pb2.GetTopicRequest, context: Ctx
     ) -> events_pb2.GetTopicResponse:
         topic = _topic("topic", request.topic)
-        position = await self._store.position(topic)
-        groups = await self._store.groups(topic) if position.exists else []
-        retention = self._store.retention
+        tenant = self._tenants.get()
+        position = await tenant.store.position(topic)
+        groups = await tenant.store.groups(topic) if position.exists else []
+        retention = tenant.store.retention
         info = events_pb2.TopicInfo(
             name=topic,
             exists=position.exists,
@@ -354,8 +360,8 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 )
                 for g in groups
             ],
-            local_subscribers=self._hub.subscriber_count(topic),
-            local_reader=topic in self._hub.feeds,
+            local_subscribers=tenant.hub.subscriber_count(topic),
+            local_reader=topic in tenant.hub.feeds,
         )
         return events_pb2.GetTopicResponse(topic=info)
 
@@ -377,7 +383,8 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             if problem:
                 raise invalid("pattern", problem)
             pattern = Pattern(request.pattern)
-        names = await self._store.list_topics(after, size + 1, pattern.literal_prefix if pattern else "")
+        prefix = pattern.literal_prefix if pattern else ""
+        names = await self._tenants.get().store.list_topics(after, size + 1, prefix)
         more = len(names) > size
         names = names[:size]
         shown = [n for n in names if pattern is None or pattern.matches(n)]

@@ -181,6 +181,12 @@ class EventsStore:
         entries = await self._redis.xrange(self._keys.stream(topic), "(" + format_id(after), "+", count)
         return _events(topic, entries)
 
+    async def next_id(self, topic: str, after: StreamId, *, inclusive: bool = False) -> StreamId | None:
+        """The id of the first stored event after ``after`` (or at it, if ``inclusive``); None if none."""
+        start = format_id(after) if inclusive else "(" + format_id(after)
+        entries = await self._redis.xrange(self._keys.stream(topic), start, "+", 1)
+        return parse_id(text(entries[0][0])) if entries else None
+
     async def wait_after(self, topic: str, after: StreamId, block_ms: int, count: int) -> list[StoredEvent]:
         """Like read_after, but blocks up to ``block_ms`` for events to arrive (XREAD BLOCK)."""
         entries = await self._redis.xread_block(self._keys.stream(topic), format_id(after), block_ms, count)

@@ -4,9 +4,13 @@ For each of its topics a :class:`Subscription` first catches up with XRANGE page
 joins the topic's :class:`~.feed.Feed` in the same event-loop step in which it has read up to the
 feed's cursor: everything up to the cursor came from XRANGE, everything after it comes from the feed,
 and a per-topic "last queued id" filter drops any overlap. So the hand-over has no gap and no
-duplicate. The buffer is bounded in events; a subscriber that would overflow it is ended with
-SubscriberTooSlow carrying the cursors of what it was sent, so it can resume without loss. A pattern
-subscription also takes the matching topics that appear while it is open, as the hub offers them.
+duplicate. Loss is never silent (the rules are in gaps.py): a Gap frame is queued when the stream
+opens at a position whose events are gone, when a catch-up page shows that trimming overtook the
+reader, and when the feed finds that trimming overtook the topic's live reader.
+
+The buffer is bounded in events; a subscriber that would overflow it is ended with SubscriberTooSlow
+carrying the cursors of what it was sent, so it can resume without loss. A pattern subscription also
+takes the matching topics that appear while it is open, as the hub offers them.
 
 Nothing here imports gRPC: the servicer turns frames into protobuf messages.
 """
@@ -23,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable, CoordError, SubscriberTooSlow, invalid
 from .frames import EventsFrame, Frame, GapFrame, ProgressFrame, SubscribedFrame, chunk_events, merge_events
-from .store import StoredEvent, StreamPosition
+from .gaps import loss_at_cursor, loss_on_open, overtaken
+from .store import StoredEvent
 from .topics import ZERO_ID, Pattern, StreamId, format_id, id_before_time
 from .wake import Wake
 
@@ -60,6 +65,9 @@ class _TopicState:
     feed: Feed | None = None
     attached: bool = False  # has a start position (a pattern match may still be attaching)
     joined: bool = False
+    # after_id of the last Gap queued: the check at opening and the first catch-up page can find the
+    # same loss, and it is said once.
+    gap_after: StreamId | None = None
 
 
 @dataclass(eq=False)
@@ -189,12 +197,46 @@ class Subscription:
         return feed.cursor
 
     async def _check_gap(self, topic: str, after: StreamId) -> None:
-        """Queue a Gap frame when events after ``after`` were removed before this stream could read them."""
-        if topic not in self.spec.cursors and self.spec.start != StartKind.AT_TIME:
+        """Queue a Gap frame when events after ``after`` are gone: removed by retention, or lost by
+        Redis, before this stream could read them."""
+        resumed = topic in self.spec.cursors
+        if not resumed and self.spec.start != StartKind.AT_TIME:
             return  # LATEST and EARLIEST ask for no particular position
-        position = await self.hub.store.position(topic)
-        if _lost_after(position, after, resumed=topic in self.spec.cursors):
-            self._push(GapFrame(topic, after, position.first_id, position.last_removed_id))
+        store = self.hub.store
+        stream = await store.position(topic)
+        loss = loss_on_open(stream, after, resumed=resumed)
+        if isinstance(loss, str):  # LOOK_UP: is the cursor's own event still stored?
+            loss = loss_at_cursor(after, await store.next_id(topic, after, inclusive=True))
+        if loss is None:
+            return
+        first = loss.first_available
+        if first is None and stream.exists:
+            first = await store.next_id(topic, after)
+        self._gap(topic, after, first, stream.last_removed_id)
+
+    def _gap(
+        self, topic: str, after: StreamId, first_available: StreamId | None, removed: StreamId | None
+    ) -> None:
+        state = self.states.get(topic)
+        if state is not None:
+            if state.gap_after == after:
+                return
+            state.gap_after = after
+        self._push(GapFrame(topic, after, first_available, removed))
+
+    async def _check_page(self, topic: str, last: StreamId, page: list[StoredEvent]) -> None:
+        """After a catch-up page read after ``last``: queue a Gap if trimming removed events after
+        ``last`` before the page was read (this reader waited for room while the topic was trimmed).
+        A page read from the beginning (0-0) reads whatever is stored: nothing to check."""
+        if last == ZERO_ID:
+            return
+        if not page:
+            # Nothing after `last`, yet the feed has read up to a newer id: that event, at least,
+            # was removed meanwhile (trimmed, expired, or lost by Redis).
+            self._gap(topic, last, None, None)
+            return
+        if overtaken(await self.hub.store.position(topic), last):
+            self._gap(topic, last, page[0].id, None)
 
     async def _catch_up(self, topic: str, after: StreamId) -> None:
         state = self.states[topic]
@@ -211,6 +253,7 @@ class Subscription:
                 return
             page = await self.hub.store.read_after(topic, last, CATCH_UP_PAGE)
             page = [e for e in page if e.id > state.queued]
+            await self._check_page(topic, last, page)
             if page:
                 await self._room_for(len(page))
                 self._push_events(topic, page)
@@ -268,6 +311,14 @@ class Subscription:
             return False
         self._push_events(topic, fresh)
         return True
+
+    def offer_gap(self, topic: str, first_available: StreamId) -> None:
+        """Called by the feed before a batch starting at ``first_available``: trimming removed events
+        the feed had not read. Queue a Gap if this stream has not reached that batch yet."""
+        state = self.states.get(topic)
+        if state is None or self._error is not None or state.queued >= first_available:
+            return
+        self._gap(topic, state.queued, first_available, None)
 
     def _too_slow(self) -> SubscriberTooSlow:
         return SubscriberTooSlow(
@@ -343,23 +394,6 @@ class Subscription:
                 state.sent = position
             cursors.append((topic, position))
         return cursors
-
-
-def _lost_after(position: StreamPosition, after: StreamId, *, resumed: bool) -> bool:
-    """Whether events after ``after`` were removed from a topic now at ``position``.
-
-    Retention trims from the head, so a position older than the first stored event has lost the
-    events in between, if any were ever removed (Redis 7 counts them: entries-added > length).
-    Redis does not say which ids trimming removed, so a cursor whose own event was the newest
-    one removed also gets a (harmless) Gap. XDEL removals are reported by max-deleted-entry-id.
-    """
-    if not position.exists:
-        # A resumed topic that no longer exists expired with everything after the cursor.
-        return resumed and after != ZERO_ID
-    first = position.first_id
-    removed = position.entries_added is None or position.entries_added > position.length
-    lost = first is not None and first > after and removed
-    return lost or (position.last_removed_id is not None and position.last_removed_id > after)
 
 
 def common_prefix(prefixes: set[str]) -> str:

@@ -1,12 +1,12 @@
 """Volatile topics: Redis Pub/Sub with a sequence number per topic, so loss is still reported.
 
-One Pub/Sub connection per server process (opened with the first volatile subscriber, closed with the
-last) listens to the channels of every topic some volatile subscriber reads, and fans messages out to
-the subscribers' bounded buffers. Each message carries the topic's next sequence number (assigned
-atomically with the PUBLISH): a subscriber that sees 7 after 5 gets a Gap frame for 6, whether the
-message was lost by Redis (a Pub/Sub client disconnected for a full output buffer, then reconnected),
-or dropped here because the subscriber's buffer was full. Volatile subscribers are never ended for
-being slow: they lose messages, and are told.
+One Pub/Sub connection per server process and tenant (opened with the tenant's first volatile
+subscriber, closed with its last) listens to the channels of every topic of that tenant some volatile
+subscriber reads, and fans messages out to the subscribers' bounded buffers. Each message carries
+the topic's next sequence number (assigned atomically with the PUBLISH): a subscriber that sees 7
+after 5 gets a Gap frame for 6, whether the message was lost by Redis (a Pub/Sub client disconnected
+for a full output buffer, then reconnected), or dropped here because the subscriber's buffer was
+full. Volatile subscribers are never ended for being slow: they lose messages, and are told.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class VolatileGapFrame:
 
 
 class VolatileHub:
-    """The process's one volatile listener and the subscribers it feeds."""
+    """One tenant's volatile listener in this process and the subscribers it feeds."""
 
     def __init__(self, hub: Hub, *, wait: float, buffer_events: int) -> None:
         self.hub = hub

@@ -44,7 +44,15 @@ class Refused:
     error: CoordError
 
 
-Request = Heartbeat | Release | Refused
+@dataclass(frozen=True)
+class Unreadable:
+    """The client sent bytes that are not a message (MALFORMED_REQUEST): ``error`` ends the stream
+    at once, waiting or granted (a grant is released), since nothing it sends can be trusted."""
+
+    error: CoordError
+
+
+Request = Heartbeat | Release | Refused | Unreadable
 
 # -- what happens ------------------------------------------------------------------------------------
 
@@ -124,7 +132,8 @@ class Hold:
         self._grant: Grant | None = None
 
     async def outcomes(self) -> AsyncGenerator[Outcome, None]:
-        """The stream's outcomes in order; raises a :class:`Refused` request's error."""
+        """The stream's outcomes in order; raises the error of a :class:`Refused` (once granted) or
+        :class:`Unreadable` request."""
         # The client is read all along, also while the grant is awaited: it may give up meanwhile.
         reader = asyncio.create_task(_read_into(self._requests, self._inbox))
         try:
@@ -168,10 +177,12 @@ class Hold:
                     getting.cancel()
                     break
                 request, getting = getting.result(), None
-                if request is None or isinstance(request, Release):
+                if request is None or isinstance(request, Release | Unreadable):
                     acquiring.cancel()  # leaves the queue; a grant that raced is released
                     with contextlib.suppress(asyncio.CancelledError):
                         await acquiring
+                    if isinstance(request, Unreadable):
+                        raise request.error
                     if request is not None:
                         yield NotAcquired(None)
                     return
@@ -209,7 +220,7 @@ class Hold:
                     held = False
                     yield Released(outcome)
                     return
-                if isinstance(request, Refused):
+                if isinstance(request, Refused | Unreadable):
                     raise request.error
                 try:
                     result = await store.extend(name, grant.lock_token, request.ttl_ms or self._lock.ttl_ms)

@@ -8,11 +8,14 @@ All keys of one lock share the tag ``{<name>}``, so every lock script runs on Re
 ``coord:<tenant>:lock:{<name>}:q``      ZSET   FIFO queue: waiter id -> ticket
 ``coord:<tenant>:lock:{<name>}:qx``     ZSET   waiter id -> heartbeat deadline (ms)
 ``coord:<tenant>:lock:{<name>}:qd``     HASH   waiter id -> "mode|limit|woken|server|owner"
-``coord:<tenant>:lock:{<name>}:fence``  STRING newest fencing token: the one key without a TTL
+``coord:<tenant>:lock:{<name>}:fence``  STRING newest fencing token
 
-The grant keys expire with their last grant plus the history window, the queue keys with their last
-waiter's heartbeat deadline. The fence counter is permanent on purpose: it is what makes fencing
-tokens strictly increasing for the life of the name (one small string per lock name ever used).
+Every key expires. The grant keys expire with their last grant plus the history window, the queue
+keys with their last waiter's heartbeat deadline. The fence counter lives as long as the grant keys
+and at least a day (``FENCE_MIN_TTL`` in ``_lib.lua``), renewed whenever they are, so a lock name used
+once costs nothing forever. Its expiry cannot break fencing: a new token is at least the Redis time in
+microseconds, which is a day past every earlier token once the counter is gone, unless the Redis
+clock went back by more than that (docs/lock.md, "Fencing tokens").
 
 Wake-up channel (pub/sub, not a key): ``coord:<tenant>:lock:wake:<server id>``.
 """
@@ -21,8 +24,8 @@ from __future__ import annotations
 
 from ..keys import hash_tag, service_prefix
 
-SUFFIXES = (":h", ":d", ":x", ":q", ":qx", ":qd", ":fence")
-PERMANENT_SUFFIX = ":fence"
+FENCE_SUFFIX = ":fence"
+SUFFIXES = (":h", ":d", ":x", ":q", ":qx", ":qd", FENCE_SUFFIX)
 
 
 class LockKeys:

@@ -16,6 +16,7 @@ from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 from .._grpc import rpc
 from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import CoordError, invalid
+from ..tenancy import PerTenant
 from ..validation import Limits
 from . import hold
 from .store import AcquireResult, Grant, Holder, LockRequest, LockStore, Mode, ReleaseOutcome
@@ -45,8 +46,10 @@ class LockLimits:
 
 
 class LockServicer(lock_pb2_grpc.LockServiceServicer):
-    def __init__(self, store: LockStore, limits: LockLimits) -> None:
-        self._store = store
+    # Every call reaches the store of the caller's tenant (tenancy.py): one lookup, no await. A Hold
+    # keeps the store it started with, so its release after the stream ends is the same tenant's.
+    def __init__(self, stores: PerTenant[LockStore], limits: LockLimits) -> None:
+        self._stores = stores
         self._limits = limits
 
     # -- unary RPCs --------------------------------------------------------------------------------
@@ -54,12 +57,12 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
     @rpc
     async def Acquire(self, request: lock_pb2.AcquireRequest, context: Ctx) -> lock_pb2.AcquireResponse:
         lock, wait_s = self._lock_request("", request)
-        return _acquire_pb(await self._store.acquire(lock, wait_s))
+        return _acquire_pb(await self._stores.get().acquire(lock, wait_s))
 
     @rpc
     async def Release(self, request: lock_pb2.ReleaseRequest, context: Ctx) -> lock_pb2.ReleaseResponse:
         name = self._limits.common.key("name", request.name)
-        outcome = await self._store.release(name, _token("lock_token", request.lock_token))
+        outcome = await self._stores.get().release(name, _token("lock_token", request.lock_token))
         return lock_pb2.ReleaseResponse(outcome=_release_pb(outcome))
 
     @rpc
@@ -67,7 +70,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         name = self._limits.common.key("name", request.name)
         token = _token("lock_token", request.lock_token)
         ttl = self._ttl_ms("ttl", request.ttl)
-        result = await self._store.extend(name, token, ttl, request.resume)
+        result = await self._stores.get().extend(name, token, ttl, request.resume)
         outcome = lock_pb2.ExtendOutcome.Value("EXTEND_OUTCOME_" + result.outcome.value)
         if not result.outcome.holds:
             return lock_pb2.ExtendResponse(outcome=outcome)
@@ -81,7 +84,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
     @rpc
     async def Describe(self, request: lock_pb2.DescribeRequest, context: Ctx) -> lock_pb2.DescribeResponse:
         name = self._limits.common.key("name", request.name)
-        info = await self._store.describe(name, DESCRIBE_MAX_HOLDERS)
+        info = await self._stores.get().describe(name, DESCRIBE_MAX_HOLDERS)
         return lock_pb2.DescribeResponse(
             name=name,
             mode=_MODE_OUT[info.mode] if info.mode else lock_pb2.LOCK_MODE_UNSPECIFIED,
@@ -104,7 +107,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         if first.WhichOneof("kind") != "acquire":
             raise invalid("acquire", "the first message of a Hold stream must be acquire")
         lock, wait_s = self._lock_request("acquire.", first.acquire)
-        session = hold.Hold(self._store, lock, wait_s, self._hold_requests(context))
+        session = hold.Hold(self._stores.get(), lock, wait_s, self._hold_requests(context))
         async with contextlib.aclosing(session.outcomes()) as outcomes:
             async for outcome in outcomes:
                 await context.write(_hold_pb(outcome))
@@ -114,6 +117,9 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         while True:
             try:
                 message = await context.read()
+            except CoordError as error:  # bytes that are not a HoldRequest (_decoding.py)
+                yield hold.Unreadable(error)
+                return
             except Exception:
                 log.debug("Hold stream read failed", exc_info=True)
                 return

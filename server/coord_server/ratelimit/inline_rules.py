@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from coord.ratelimit.v1 import ratelimit_pb2
 
-from .._proto import duration_ms
+from .._proto import whole_ms
 from .rules import Rule, make_rule
 
 # A rule's identity: every field of the message that validation reads.
@@ -36,7 +36,7 @@ class InlineRules:
                 prefix,
                 algorithm=int(r.algorithm),
                 limit=r.limit,
-                period_ms=duration_ms(prefix + "period", period),
+                period_ms=whole_ms(prefix + "period", period),
                 burst=r.burst,
                 on_backend_error=int(r.on_backend_error),
                 name=r.name,

@@ -1,6 +1,7 @@
 """Named rate limit policies from a YAML file, loaded at start and reloaded on SIGHUP.
 
-The file looks like this (``period`` takes 250ms, 5s, 2m, 1h, 1d or a number of seconds)::
+The file looks like this (``period`` takes 250ms, 5s, 2m, 1h, 1d or a number of seconds, and must be
+a whole number of milliseconds: 1.5ms is refused, not rounded)::
 
     policies:
       login:                      # a name: 1-64 of A-Z a-z 0-9 _ . : -
@@ -21,6 +22,7 @@ naming the file and line, and the previous policies stay in force.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -111,7 +113,7 @@ def _rule(name: str, body: yaml.Node, fail: Any) -> Rule:
         return options[value]
 
     try:
-        seconds = parse_duration(str(values["period"]), "period")
+        period_ms = _whole_ms(parse_duration(str(values["period"]), "period"))
     except ConfigError as exc:
         raise fail(nodes["period"], f"policy {name!r}: {exc}") from None
     try:
@@ -119,7 +121,7 @@ def _rule(name: str, body: yaml.Node, fail: Any) -> Rule:
             "",
             algorithm=choice("algorithm", _ALGORITHMS),
             limit=number("limit"),
-            period_ms=round(seconds * 1000),
+            period_ms=period_ms,
             burst=number("burst"),
             on_backend_error=choice("on_backend_error", _FAILURE_MODES),
             name=name,
@@ -142,6 +144,17 @@ def _mapping(node: yaml.Node, fail: Any, message: str) -> list[tuple[yaml.Scalar
 
 def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _whole_ms(seconds: float) -> int:
+    """A period read from the file as whole milliseconds; ConfigError for a finer one (1.5ms), which a
+    rule would otherwise use as a different period. The text became a float, so 7ms (7.000000000000001
+    ms) counts as whole: the tolerance is far below what a person can write, far above float error."""
+    millis = seconds * 1000
+    whole = round(millis)
+    if not math.isclose(millis, whole, rel_tol=1e-12, abs_tol=1e-9):
+        raise ConfigError(f"period: must be a whole number of milliseconds (got {millis:.9g} ms)")
+    return whole
 
 
 def _scalar(node: yaml.Node) -> Any:

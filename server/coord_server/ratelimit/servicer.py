@@ -17,6 +17,7 @@ from .._grpc import answer_each, item_status, rpc, stream_rpc
 from .._proto import duration_fields_ms, duration_ms, timestamp_fields_ms
 from ..errors import invalid
 from ..redis import deadline
+from ..tenancy import PerTenant
 from ..validation import Limits
 from . import headers
 from .inline_rules import InlineRules
@@ -41,8 +42,9 @@ class _Named:
 
 
 class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
-    def __init__(self, store: RateLimitStore, policies: PolicyRegistry, limits: Limits) -> None:
-        self._store = store
+    # Every call reaches the store of the caller's tenant (tenancy.py): one lookup, no await.
+    def __init__(self, stores: PerTenant[RateLimitStore], policies: PolicyRegistry, limits: Limits) -> None:
+        self._stores = stores
         self._policies = policies
         self._limits = limits
         self._rules = InlineRules()
@@ -107,15 +109,16 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         constructor takes; the stubs' types do not say so)."""
         results: list[ratelimit_pb2.CheckBatchResult | dict[str, Any] | None] = [None] * len(checks)
         valid: list[tuple[int, list[_Named], CheckPlan]] = []
+        store = self._stores.get()
         for index, check in enumerate(checks):
             try:
-                named, plan = self._prepare(check)
+                named, plan = self._prepare(store, check)
             except Exception as error:
                 results[index] = _batch_error(error)
                 continue
             valid.append((index, named, plan))
         # Every valid check's script leaves for Redis at once, in one pipeline: no task per check.
-        decisions = await self._store.check_many([plan for _, _, plan in valid])
+        decisions = await store.check_many([plan for _, _, plan in valid])
         for (index, named, _), decision in zip(valid, decisions, strict=True):
             if isinstance(decision, Exception):
                 results[index] = _batch_error(decision)
@@ -129,10 +132,13 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
 
     async def _check(self, request: ratelimit_pb2.CheckRequest) -> ratelimit_pb2.CheckResponse:
         """Check's whole work, shared by the unary call and every message of CheckStream."""
-        named, plan = self._prepare(request)
-        return _check_response(named, await self._store.check(plan))
+        store = self._stores.get()
+        named, plan = self._prepare(store, request)
+        return _check_response(named, await store.check(plan))
 
-    def _prepare(self, request: ratelimit_pb2.CheckRequest) -> tuple[list[_Named], CheckPlan]:
+    def _prepare(
+        self, store: RateLimitStore, request: ratelimit_pb2.CheckRequest
+    ) -> tuple[list[_Named], CheckPlan]:
         """Validate one check and plan its scripts; raises InvalidArgument naming the field."""
         self._limits.batch("descriptors", len(request.descriptors))
         if request.mode not in _KNOWN_MODES:
@@ -144,7 +150,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         scope = self._limits.key("scope", request.scope) if request.scope else ""
         named = [self._item(i, d, cost) for i, d in enumerate(request.descriptors)]
         if len(named) == 1:  # most checks: nothing to compare
-            return named, self._store.plan(
+            return named, store.plan(
                 [named[0].item], scope=scope, dry_run=request.dry_run, independent=independent
             )
         seen: dict[tuple[str, str, int], int] = {}
@@ -165,13 +171,13 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                 reason="RATELIMIT_SCOPE_REQUIRED",
             )
         items = [n.item for n in named]
-        return named, self._store.plan(items, scope=scope, dry_run=request.dry_run, independent=independent)
+        return named, store.plan(items, scope=scope, dry_run=request.dry_run, independent=independent)
 
     @rpc
     async def Reset(self, request: ratelimit_pb2.ResetRequest, context: Ctx) -> ratelimit_pb2.ResetResponse:
         key = self._limits.key("key", request.key)
         scope = self._limits.key("scope", request.scope) if request.scope else ""
-        return ratelimit_pb2.ResetResponse(existed=await self._store.reset(scope, key))
+        return ratelimit_pb2.ResetResponse(existed=await self._stores.get().reset(scope, key))
 
     def _item(self, index: int, descriptor: ratelimit_pb2.Descriptor, request_cost: int) -> _Named:
         prefix = f"descriptors[{index}]."

@@ -8,6 +8,8 @@
 - ``pubsub.py``    a Pub/Sub subscription.
 - ``scripts.py``   Lua scripts from package data, with ``-- @include`` libraries composed.
 - ``deadline.py``  the RPC deadline: the one owner of its context variable.
+- ``security.py``  the password file and TLS files added to a Redis URL.
+- ``acl.py``       the Redis ACL rules Coord's user needs (docs/security.md).
 
 Stores import from here (``from ..redis import RedisBackend, ScriptCall, ScriptSet``) and never
 reach redis-py.

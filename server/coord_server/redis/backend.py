@@ -26,13 +26,16 @@ from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..config import ConfigError
 from ..errors import BackendUnavailable, DeadlineExceeded
+from ..redact import redact_url
 from . import deadline, pipe
 from .coalesce import Coalescer
 from .commands import Commands
 from .executor import UNAVAILABLE, Arg, Client, Command, Direct, Executor
 from .pipe import RespPipe
 from .scripts import Script
+from .security import RedisSecurity
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +69,40 @@ class RedisBackend(Commands):
         self._executor: Executor = _executor_for(client, timeout, coalesce)
 
     @classmethod
-    def from_url(cls, url: str, *, cluster: bool, timeout: float, coalesce: bool = True) -> RedisBackend:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool,
+        timeout: float,
+        coalesce: bool = True,
+        security: RedisSecurity | None = None,
+    ) -> RedisBackend:
+        """A backend for ``url`` (``redis://[user[:password]@]host:port/db``, ``rediss://...``,
+        ``unix://path``), with the password file and TLS files of ``security``.
+
+        Raises ConfigError when the URL or a file cannot be used; its message never holds a password.
+        """
         # No socket_timeout: every call is bounded already, and redis-py would wrap each send in
         # asyncio.wait_for (a Task per command), which cost ~20% of a cache Get's server CPU.
         common: dict[str, Any] = {
             "socket_connect_timeout": min(timeout, 1.0),
             "health_check_interval": 5,
+            # No CLIENT SETINFO on connecting: Coord's ACL user is not granted it (docs/security.md),
+            # and Redis 7.2+ would log each refusal in its ACL LOG.
+            "driver_info": None,
+            **(security or RedisSecurity()).connection_options(url),
         }
         client: Client
-        if cluster:
-            client = RedisCluster.from_url(url, **common)
-        else:
-            # No hidden retries: our own bound decides how long a caller waits.
-            client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        try:
+            if cluster:
+                client = RedisCluster.from_url(url, **common)
+            else:
+                # No hidden retries: our own bound decides how long a caller waits.
+                client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        except ValueError:
+            # redis-py's own message may quote a piece of the URL, password included.
+            raise ConfigError(f"redis url: {_describe(url, cluster)!r} is not a usable Redis URL") from None
         return cls(client, timeout=timeout, description=_describe(url, cluster), coalesce=coalesce)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -259,9 +283,5 @@ def _pipe_for(client: Client, timeout: float) -> RespPipe | None:
 
 
 def _describe(url: str, cluster: bool) -> str:
-    """The URL without its password, for logs."""
-    safe = url
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        safe = f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return f"{'cluster seed ' if cluster else ''}{safe}"
+    """The URL without any password (userinfo or ``password=`` option), for logs and messages."""
+    return f"{'cluster seed ' if cluster else ''}{redact_url(url)}"

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import grpc
 
-from coord.session.v1 import session_pb2, session_pb2_grpc
+from coord.session.v1 import session_pb2
 
+from .._grpc import add_service
 from ..config import Settings
 from ..redis import RedisBackend, ScriptSet
+from ..tenancy import PerTenant
 from ..validation import Limits
 from .keys import SessionKeys
 from .servicer import SessionLimits, SessionServicer
 from .store import SessionConfig, SessionStore
 
-SERVICE_NAME: str = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"]
+SERVICE_NAME: str = SERVICE.full_name
 
 
 def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settings) -> str:
-    """Register SessionService on ``server``; returns its full name (for health and reflection)."""
+    """Register SessionService on ``server``; returns its full name (for health and reflection).
+
+    Each tenant gets its own store (its keys under ``coord:<tenant>:session:``), made on its first
+    call: a token issued to one tenant is unknown to every other.
+    """
     config = SessionConfig(
         tombstone_ms=round(settings.session_tombstone_ttl * 1000),
         touch_interval_ms=round(settings.session_touch_interval * 1000),
         max_attributes_bytes=settings.session_max_attributes_bytes,
     )
-    store = SessionStore(redis, ScriptSet(__name__), SessionKeys(settings.tenant), config)
-    session_pb2_grpc.add_SessionServiceServicer_to_server(
-        SessionServicer(store, Limits.from_settings(settings), SessionLimits.from_settings(settings)), server
+    scripts = ScriptSet(__name__)
+    stores = PerTenant(
+        lambda tenant: SessionStore(redis, scripts, SessionKeys(tenant), config), settings.tenant
     )
+    servicer = SessionServicer(stores, Limits.from_settings(settings), SessionLimits.from_settings(settings))
+    add_service(server, servicer, SERVICE)
     return SERVICE_NAME

@@ -20,6 +20,7 @@ from .._grpc import rpc
 from .._proto import duration_ms, timestamp_ms
 from ..config import Settings
 from ..errors import invalid
+from ..tenancy import PerTenant
 from ..validation import Limits
 from .store import (
     AttributeChanges,
@@ -67,8 +68,11 @@ class SessionLimits:
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, store: SessionStore, limits: Limits, session_limits: SessionLimits) -> None:
-        self._store = store
+    # Every call reaches the store of the caller's tenant (tenancy.py): one lookup, no await.
+    def __init__(
+        self, stores: PerTenant[SessionStore], limits: Limits, session_limits: SessionLimits
+    ) -> None:
+        self._stores = stores
         self._limits = limits
         self._session = session_limits
 
@@ -103,7 +107,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             if request.limit_policy == session_pb2.LIMIT_POLICY_UNSPECIFIED:
                 raise invalid("limit_policy", "must be set when max_sessions is set")
             policy = LimitPolicy(request.limit_policy)
-        created = await self._store.create(
+        created = await self._stores.get().create(
             SessionSpec(
                 subject, attributes, idle, absolute, max_sessions, policy, self._client(request.client)
             )
@@ -128,7 +132,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 if name == "*":
                     raise invalid(f"attribute_names[{i}]", '"*" must be the only name when used')
                 self._limits.key(f"attribute_names[{i}]", name)
-        result = await self._store.validate(token, touch=request.touch, names=names)
+        result = await self._stores.get().validate(token, touch=request.touch, names=names)
         if isinstance(result, Invalid):
             return session_pb2.ValidateResponse(invalid=_invalid_pb(result))
         return session_pb2.ValidateResponse(session=_session_pb(result))
@@ -137,7 +141,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def Update(self, request: session_pb2.UpdateRequest, context: Ctx) -> session_pb2.UpdateResponse:
         token = _token("token", request.token)
         changes = self._changes(request)
-        result = await self._store.update(token, changes)
+        result = await self._stores.get().update(token, changes)
         if isinstance(result, Invalid):
             return session_pb2.UpdateResponse(invalid=_invalid_pb(result))
         if isinstance(result, Conflict):
@@ -163,7 +167,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     min="0ms",
                     max=f"{self._session.max_grace_ms}ms",
                 )
-        result = await self._store.rotate(token, grace)
+        result = await self._stores.get().rotate(token, grace)
         if isinstance(result, Invalid):
             return session_pb2.RotateResponse(invalid=_invalid_pb(result))
         return session_pb2.RotateResponse(
@@ -179,10 +183,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         which = request.WhichOneof("target")
         if which == "token":
             token = _token("token", request.token)
-            revoked = await self._store.revoke(token.session_id, token.bucket, token.digest)
+            revoked = await self._stores.get().revoke(token.session_id, token.bucket, token.digest)
         elif which == "session_id":
             bucket = _session_id_bucket("session_id", request.session_id)
-            revoked = await self._store.revoke(request.session_id, bucket)
+            revoked = await self._stores.get().revoke(request.session_id, bucket)
         else:
             raise invalid("target", "set either token or session_id")
         return session_pb2.RevokeResponse(revoked=revoked)
@@ -196,7 +200,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             raise invalid("page_size", "must not be negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _decode_cursor(request.page_token) if request.page_token else None
-        page = await self._store.list(subject, size, after)
+        page = await self._stores.get().list(subject, size, after)
         return session_pb2.ListSessionsResponse(
             sessions=[_session_pb(s) for s in page.sessions],
             next_page_token=_encode_cursor(page.next) if page.next else "",
@@ -209,7 +213,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         subject = self._limits.key("subject", request.subject)
         if request.except_session_id:
             _session_id_bucket("except_session_id", request.except_session_id)
-        count = await self._store.revoke_all(subject, request.except_session_id)
+        count = await self._stores.get().revoke_all(subject, request.except_session_id)
         return session_pb2.RevokeAllResponse(revoked_count=count)
 
     # -- request checks ----------------------------------------------------------------------------

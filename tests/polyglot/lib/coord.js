@@ -5,6 +5,11 @@
 //
 // Nothing here comes from Coord's Python code: only the .proto contract under protos/ and the
 // language-neutral service_config.json.
+//
+// The environment says where and how to connect, with the variables coordctl reads: COORD_TARGET
+// (host:port), COORD_TLS_CA (a PEM file: TLS, the server checked against that CA) and
+// COORD_TOKEN_FILE (a file holding an API key or a JWT, sent as `authorization: Bearer <token>`).
+// So the same test files run against a plaintext server and against one with TLS and authentication.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -78,17 +83,38 @@ function target(variable = 'COORD_TARGET') {
   return value;
 }
 
+// credentials() -> the channel credentials the environment asks for: plaintext without COORD_TLS_CA;
+// TLS with it; and with COORD_TOKEN_FILE as well, call credentials that put the bearer token on every
+// call, unary and streaming alike. grpc-js sends call credentials only over TLS, so a token without
+// a CA is refused here, with a message, rather than sent in clear.
+function credentials() {
+  const ca = process.env.COORD_TLS_CA;
+  const tokenFile = process.env.COORD_TOKEN_FILE;
+  if (!ca) {
+    if (tokenFile) throw new Error('COORD_TOKEN_FILE needs COORD_TLS_CA: a token is never sent in clear');
+    return grpc.credentials.createInsecure();
+  }
+  const tls = grpc.credentials.createSsl(fs.readFileSync(ca));
+  if (!tokenFile) return tls;
+  const token = fs.readFileSync(tokenFile, 'utf8').trim();
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    callback(null, metadata);
+  });
+  return grpc.credentials.combineChannelCredentials(tls, bearer);
+}
+
 // connect() opens one channel and returns a stub per service on it; close() ends the channel, which
 // a test file must do so that its process can exit.
 function connect(variable = 'COORD_TARGET') {
   const address = target(variable);
   const options = channelOptions();
-  const channel = new grpc.Channel(address, grpc.credentials.createInsecure(), options);
+  const creds = credentials();
+  const channel = new grpc.Channel(address, creds, options);
   const stubs = {};
   for (const [name, Service] of Object.entries(services)) {
-    stubs[name] = new Service(address, grpc.credentials.createInsecure(), {
-      channelOverride: channel,
-    });
+    stubs[name] = new Service(address, creds, {channelOverride: channel});
   }
   return {...stubs, channel, options, close: () => channel.close()};
 }
@@ -210,6 +236,7 @@ module.exports = {
   SERVICE_CONFIG_PATH,
   SERVICE_CONFIG_TEXT,
   channelOptions,
+  credentials,
   connect,
   unary,
   reader,

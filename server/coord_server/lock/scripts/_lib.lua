@@ -7,15 +7,19 @@
   KEYS[4] Q     ZSET  FIFO queue: member waiter id, score ticket
   KEYS[5] QX    ZSET  waiter liveness: member waiter id, score heartbeat deadline (ms)
   KEYS[6] QD    HASH  waiter id -> "mode|limit|woken|server|owner"
-  KEYS[7] FENCE STRING newest fencing token; deliberately permanent (see docs/lock.md)
+  KEYS[7] FENCE STRING newest fencing token
   ARGV[1] is always the history window in ms (how long ended grants are remembered).
   mode is X (exclusive) or S (shared); limit 0 means no limit. TTLs: H, D and X live until the last
-  grant's expiry plus the history window; Q, QX and QD until the last waiter's heartbeat deadline. ]]
+  grant's expiry plus the history window; FENCE as long, and at least FENCE_MIN_TTL (a day), set
+  whenever they are; Q, QX and QD until the last waiter's heartbeat deadline. A FENCE that expired
+  does not break fencing: a new token is at least Redis TIME in µs, which has passed every earlier
+  token by then unless the Redis clock went back by more than a day (see docs/lock.md). ]]
 local H, D, X, Q, QX, QD, FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local HISTORY = tonumber(ARGV[1])
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local NOW_US = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local FENCE_MIN_TTL = 86400000
 
 -- Grants whose lease ran out become E (remembered for the history window); dead waiters leave the
 -- queue. Returns how many entries changed, so callers know whether waiters may have become eligible.
@@ -52,7 +56,9 @@ local function purge()
   return changed
 end
 
--- The TTL rule for grant keys: until the last live grant ends, plus the history window.
+-- The TTL rule for grant keys: until the last live grant ends, plus the history window. The fence
+-- counter outlives them (a resume compares a grant's fence with it) and lasts at least a day, so the
+-- Redis clock has long passed every token it held when it goes.
 local function expire_grants()
   local top = redis.call('ZRANGE', H, -1, -1, 'WITHSCORES')
   local last = NOW
@@ -63,6 +69,7 @@ local function expire_grants()
   redis.call('PEXPIRE', H, ttl)
   redis.call('PEXPIRE', D, ttl)
   redis.call('PEXPIRE', X, ttl)
+  redis.call('PEXPIRE', FENCE, math.max(ttl, FENCE_MIN_TTL))
 end
 
 -- The TTL rule for queue keys: until the last waiter's heartbeat deadline (plus a second).

@@ -8,7 +8,8 @@
        or {0, queue_position (0 if not queued), queue_length, now_ms, wake, holders}  not granted
   wake is a flat list {server, waiter id, ...} of waiters that may now be granted; holders is a list
   of {record, expiry} (see _lib.lua). A granted waiter leaves the queue. Fencing token =
-  max(newest + 1, Redis TIME in microseconds): strictly increasing, also after a restart. ]]
+  max(newest + 1, Redis TIME in microseconds): strictly increasing, also after a restart and after
+  the counter expired (a day or more after the lock's last change, see _lib.lua). ]]
 -- @include _lib
 local TOKEN, WID, MODE = ARGV[2], ARGV[3], ARGV[4]
 local LIMIT, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
