@@ -60,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from .._yaml import compose
 from ..config import ConfigError
 from .identity import NO_LIMITS, Identity, Limits, allow_problem, is_name, is_tenant
 
@@ -124,18 +125,7 @@ def load_auth_file(path: str) -> AuthFile:
 def parse_auth_file(text: str, source: str) -> AuthFile:
     """Parse an auth file's text; ``source`` names it in error messages."""
 
-    def fail(node: yaml.Node | None, message: str) -> AuthFileError:
-        line = node.start_mark.line + 1 if node is not None else 1
-        return AuthFileError(f"{source}:{line}: {message}")
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise AuthFileError(f"{source}:{line}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise AuthFileError(f"{source}: not valid YAML: {exc}") from None
+    root, fail = compose(text, source, AuthFileError)
     if root is None:
         return EMPTY
     sections: dict[str, yaml.Node] = {}

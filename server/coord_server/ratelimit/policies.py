@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from .._yaml import compose
 from ..config import ConfigError, parse_duration
 from ..errors import InvalidArgument
 from .rules import Algorithm, FailureMode, Rule, check_name, make_rule
@@ -48,18 +49,7 @@ class PolicyError(ConfigError):
 def parse_policies(text: str, source: str) -> Mapping[str, Rule]:
     """Parse a policy file's text; ``source`` names it in error messages."""
 
-    def fail(node: yaml.Node | None, message: str) -> PolicyError:
-        line = node.start_mark.line + 1 if node is not None else 1
-        return PolicyError(f"{source}:{line}: {message}")
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError(f"{source}:{line}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
+    root, fail = compose(text, source, PolicyError)
     if root is None:
         return MappingProxyType({})
     top = _mapping(root, fail, "the file must be a mapping with a 'policies' key")
