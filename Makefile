@@ -22,6 +22,7 @@ BUF_AGAINST ?= .git\#branch=main,subdir=protos
 TOOLS := \
   redis-server:redis-server \
   redis-cli:redis-tools \
+  redis-sentinel:redis-sentinel \
   node:nodejs \
   npm:npm \
   faketime:faketime

@@ -31,6 +31,7 @@ from grpc_status import rpc_status
 from . import _streams
 from ._decoding import Malformed, decoder
 from .errors import (
+    BackendOutOfMemory,
     BackendUnavailable,
     CoordError,
     DeadlineExceeded,
@@ -57,6 +58,7 @@ STATUS_OF: dict[type[CoordError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+    BackendOutOfMemory: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     LimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
     SubscriberTooSlow: grpc.StatusCode.RESOURCE_EXHAUSTED,

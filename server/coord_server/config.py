@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 from coord_client import _convert
 
 from .redact import redact_url, url_has_password
+from .sentinel_url import SCHEME as SENTINEL_SCHEME
+from .sentinel_url import parse_sentinel_url
 
 T = TypeVar("T")
 Kind = Literal["text", "bool", "int", "size", "duration", "path"]
@@ -194,7 +196,8 @@ class Settings:
     redis_url: str = text(
         "",
         "COORD_REDIS_URL",
-        "redis://, rediss:// or unix:// URL of Redis; empty starts an embedded redis-server",
+        "redis://, rediss://, unix:// or redis+sentinel://h1:26379,h2:26379/service URL of Redis; "
+        "empty starts an embedded redis-server",
     )
     redis_cluster: bool = boolean(
         False, "COORD_REDIS_CLUSTER", "1: the URL is a seed node of a Redis Cluster"
@@ -508,10 +511,20 @@ class Settings:
             raise ConfigError(f"listen: {self.listen!r} must be host:port")
         if not _TENANT.fullmatch(self.tenant):  # fullmatch: "$" would let a trailing newline in
             raise ConfigError(f"tenant: {self.tenant!r} must be 1-64 of A-Z a-z 0-9 _ . -")
-        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        schemes = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
+        if self.redis_url and not self.redis_url.startswith(schemes):
             # Redacted: a URL is shown only without its password, even one that cannot be used.
             shown = redact_url(self.redis_url)
-            raise ConfigError(f"redis url: {shown!r} must start with redis://, rediss:// or unix://")
+            raise ConfigError(
+                f"redis url: {shown!r} must start with redis://, rediss://, unix:// or {SENTINEL_SCHEME}"
+            )
+        if self.redis_url.startswith(SENTINEL_SCHEME):
+            try:
+                parse_sentinel_url(self.redis_url)  # its messages never quote the password
+            except ValueError as exc:
+                raise ConfigError(f"redis url: {redact_url(self.redis_url)!r} {exc}") from None
+            if self.redis_cluster:
+                raise ConfigError("redis cluster: a Sentinel URL names a primary, not a cluster seed")
         if self.redis_cluster and self.redis_url.startswith("unix://"):
             raise ConfigError("redis cluster: a cluster seed must be a redis:// or rediss:// URL")
         if self.redis_cluster and self.embedded:

@@ -78,6 +78,14 @@ class BackendUnavailable(CoordError):
 
 
 @dataclass
+class BackendOutOfMemory(BackendUnavailable):
+    """Redis refused a write for lack of memory (OOM: ``maxmemory`` with ``noeviction``), a state of
+    the backend like unavailability (RESOURCE_EXHAUSTED with RetryInfo); the call was not applied."""
+
+    reason: str = "BACKEND_OUT_OF_MEMORY"
+
+
+@dataclass
 class DeadlineExceeded(CoordError):
     """The caller's deadline ran out before the work finished."""
 

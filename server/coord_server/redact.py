@@ -2,7 +2,9 @@
 
 A Redis URL can carry a secret in two places: the userinfo (``redis://user:secret@host``) and a
 ``password=`` query parameter (redis-py reads every query parameter as a connection option). Both go;
-the user name stays, since which ACL user Coord runs as is what an operator needs to see.
+the user name stays, since which ACL user Coord runs as is what an operator needs to see. A Sentinel
+URL (``redis+sentinel://user:secret@h1:26379,h2:26379/mymaster``) is read the same way: its hosts are
+all in the authority, after the userinfo.
 
 The URL is split the way urllib (and so redis-py) splits it: the host is after the *last* ``@`` of
 the authority, so a password containing ``@`` is still all userinfo. A URL that only a human could

@@ -128,11 +128,18 @@ class RateLimitStore:
                 decisions[index] = _failure_decision(plans[index].items)
             return [d for d in decisions if d is not None]
         at = 0
+        undecided: BackendUnavailable | None = None  # logged once per batch, not once per check
         for index in to_send:
             plan = plans[index]
             mine, at = replies[at : at + len(plan.calls)], at + len(plan.calls)
             failed = next((r for r in mine if isinstance(r, Exception)), None)
-            decision = failed if failed is not None else _decision(plan, mine)
+            if isinstance(failed, BackendUnavailable):
+                # A state of Redis in this check's reply (LOADING, BUSY, READONLY, OOM...: see
+                # redis/states.py), not a fault of its script: its rules' failure modes decide.
+                undecided = failed
+                decision: Decision | Exception = _failure_decision(plan.items)
+            else:
+                decision = failed if failed is not None else _decision(plan, mine)
             decisions[index] = decision
             if denials is not None and plan.memo is not None and isinstance(decision, Decision):
                 status = decision.statuses[0]
@@ -140,6 +147,8 @@ class RateLimitStore:
                     denials.note(
                         plan.memo, status.retry_after_us, status.reset_after_us, decision.now_us, asked_at
                     )
+        if undecided is not None:
+            log.warning("rate limit checks decided by failure modes: %s", undecided)
         return [d for d in decisions if d is not None]
 
     def _check_call(self, scope: str, items: Sequence[Item], flags: int) -> ScriptCall:

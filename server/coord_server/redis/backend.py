@@ -23,12 +23,15 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..config import ConfigError
 from ..errors import BackendUnavailable, DeadlineExceeded
 from ..redact import redact_url
+from ..sentinel_url import SCHEME as SENTINEL_SCHEME
+from ..sentinel_url import parse_sentinel_url
 from . import deadline, pipe
 from .coalesce import Coalescer
 from .commands import Commands
@@ -36,6 +39,7 @@ from .executor import UNAVAILABLE, Arg, Client, Command, Direct, Executor
 from .pipe import RespPipe
 from .scripts import Script
 from .security import RedisSecurity
+from .states import backend_state
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ class RedisBackend(Commands):
         security: RedisSecurity | None = None,
     ) -> RedisBackend:
         """A backend for ``url`` (``redis://[user[:password]@]host:port/db``, ``rediss://...``,
-        ``unix://path``), with the password file and TLS files of ``security``.
+        ``unix://path``, ``redis+sentinel://host:port,.../service``), with the password file and TLS
+        files of ``security``.
 
         Raises ConfigError when the URL or a file cannot be used; its message never holds a password.
         """
@@ -97,6 +102,8 @@ class RedisBackend(Commands):
         try:
             if cluster:
                 client = RedisCluster.from_url(url, **common)
+            elif url.startswith(SENTINEL_SCHEME):
+                client = _sentinel_master(url, timeout, common)
             else:
                 # No hidden retries: our own bound decides how long a caller waits.
                 client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
@@ -142,6 +149,7 @@ class RedisBackend(Commands):
             await asyncio.wait(set(self._detached), timeout=drain_timeout)
         await self._executor.aclose(drain_timeout)
         await self._client.aclose()
+        await _close_sentinels(self._client)
 
     # -- bounded execution -------------------------------------------------------------------------
 
@@ -167,6 +175,9 @@ class RedisBackend(Commands):
             if deadline_binds:
                 return DeadlineExceeded("the RPC deadline expired before Redis answered")
             return BackendUnavailable(f"Redis did not answer within {budget:g}s")
+        state = backend_state(exc)  # it knows every class of _FAILURES but TimeoutError
+        if state is not None:
+            return state
         return BackendUnavailable(f"Redis is unavailable: {type(exc).__name__}")
 
     async def bounded(
@@ -184,6 +195,11 @@ class RedisBackend(Commands):
         except _FAILURES as exc:
             cause = None if isinstance(exc, TimeoutError) else exc
             raise self._failure(exc, budget, deadline_binds) from cause
+        except rex.ResponseError as exc:  # an error reply: a state of Redis (BUSY, OOM...) or the caller's
+            state = backend_state(exc)
+            if state is None:
+                raise
+            raise state from exc
 
     # -- scripts -----------------------------------------------------------------------------------
 
@@ -215,9 +231,9 @@ class RedisBackend(Commands):
     async def run_each(self, calls: Sequence[ScriptCall], *, limit: float | None = None) -> list[Any]:
         """Like :meth:`run_many`, but a script that failed puts its error in its reply's place.
 
-        An error reply that means Redis cannot serve (READONLY after a failover, LOADING...) is a
-        BackendUnavailable in its place. Failing to reach Redis (or running out of time) raises, for
-        every call at once.
+        An error reply that means Redis cannot serve now (LOADING, BUSY, READONLY, OOM...: see
+        ``states.py``) is a BackendUnavailable in its place. Failing to reach Redis (or running out
+        of time) raises, for every call at once.
         """
         if not calls:
             return []
@@ -227,6 +243,11 @@ class RedisBackend(Commands):
         except _FAILURES as exc:
             cause = None if isinstance(exc, TimeoutError) else exc
             raise self._failure(exc, budget, deadline_binds) from cause
+        except rex.ResponseError as exc:  # raised for the whole batch: redis-py connecting (its PING)
+            state = backend_state(exc)
+            if state is None:
+                raise
+            raise state from exc
 
     async def _evalsha_each(self, calls: Sequence[ScriptCall], budget: float) -> list[Any]:
         """The one NOSCRIPT path: EVALSHA every call; EVAL (with the source) those Redis lacked."""
@@ -251,10 +272,10 @@ class RedisBackend(Commands):
             for i, reply in zip(missing, await self._executor.execute(again, max(left, 0.0)), strict=True):
                 replies[i] = reply
         for i, reply in enumerate(replies):
-            if isinstance(reply, UNAVAILABLE):
-                failure = BackendUnavailable(f"Redis is unavailable: {type(reply).__name__}")
-                failure.__cause__ = reply
-                replies[i] = failure
+            if isinstance(reply, Exception):
+                state = backend_state(reply)
+                if state is not None:
+                    replies[i] = state
         return replies
 
 
@@ -267,11 +288,50 @@ def _executor_for(client: Client, timeout: float, coalesce: bool) -> Executor:
     return shared if shared is not None else Coalescer(client, timeout)
 
 
+def _sentinel_master(url: str, timeout: float, common: dict[str, Any]) -> aioredis.Redis:
+    """A client of the master the sentinels of ``url`` name, asked again on each new connection.
+
+    Built once per backend (redis-py's ``master_for`` makes a new pool per call). No retries, as for a
+    single node: while the sentinels elect a new master, calls fail fast as BackendUnavailable
+    (MasterNotFoundError, a refused connect to the dead master, READONLY turned into a ConnectionError
+    by the pool) and the caller's own retry policy decides.
+    """
+    try:
+        target = parse_sentinel_url(url)
+    except ValueError:
+        raise ConfigError(f"redis url: {redact_url(url)!r} is not a usable Sentinel URL") from None
+    # The sentinels get no credentials (none are taken for them) and a socket timeout of their own:
+    # the master lookup runs inside a connect, which every call's bound already covers.
+    connect = common["socket_connect_timeout"]
+    sentinel_kwargs = {"socket_connect_timeout": connect, "socket_timeout": timeout, "driver_info": None}
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    credentials: dict[str, Any] = {"db": target.db}
+    if target.username is not None:
+        credentials["username"] = target.username
+    if target.password is not None:
+        credentials["password"] = target.password
+    master: aioredis.Redis = sentinel.master_for(
+        target.service, retry=Retry(NoBackoff(), 0), **credentials, **common
+    )
+    return master
+
+
+async def _close_sentinels(client: Client) -> None:
+    """Close the connections to the sentinels, which closing the master's client leaves open."""
+    pool = client.connection_pool if isinstance(client, aioredis.Redis) else None
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
 def _pipe_for(client: Client, timeout: float) -> RespPipe | None:
     """The shared pipelined connection for a plain single-node client; None where redis-py must route."""
     if isinstance(client, RedisCluster) or not pipe.AVAILABLE:
         return None
     pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        # The master moves: only the Sentinel pool knows where it is now (asked on each connect).
+        return None
     if not issubclass(pool.connection_class, (aioredis.Connection, aioredis.UnixDomainSocketConnection)):
         return None
     if issubclass(pool.connection_class, aioredis.SSLConnection):
@@ -284,4 +344,6 @@ def _pipe_for(client: Client, timeout: float) -> RespPipe | None:
 
 def _describe(url: str, cluster: bool) -> str:
     """The URL without any password (userinfo or ``password=`` option), for logs and messages."""
+    if url.startswith(SENTINEL_SCHEME):
+        return f"sentinels {redact_url(url)}"
     return f"{'cluster seed ' if cluster else ''}{redact_url(url)}"

@@ -44,12 +44,16 @@ else:
 log = logging.getLogger(__name__)
 
 
-# Error replies whose first word redis-py maps to a class of its own; the rest are ResponseError.
+# Error replies whose first word redis-py maps to a class of its own; the rest are ResponseError
+# (BUSY among them: redis-py has no class for it; states.py knows it by its first word).
 _ERRORS: dict[str, type[rex.RedisError]] = {
     "NOSCRIPT": rex.NoScriptError,
     "LOADING": rex.BusyLoadingError,
     "READONLY": rex.ReadOnlyError,
     "MASTERDOWN": rex.MasterDownError,
+    "OOM": rex.OutOfMemoryError,
+    "TRYAGAIN": rex.TryAgainError,
+    "CLUSTERDOWN": rex.ClusterDownError,
     "NOAUTH": rex.AuthenticationError,
     "WRONGPASS": rex.AuthenticationError,
 }
