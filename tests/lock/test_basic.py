@@ -238,3 +238,11 @@ def test_tokens_keep_growing_after_the_fence_counter_expired(stub: Stub, coord: 
     after = acquire(stub).grant.fencing_token
     assert after > max(tokens)
     assert describe(stub).last_fencing_token == after
+
+
+def test_lock_tokens_never_start_with_a_dash() -> None:
+    # coordctl takes the token as an argument; one starting with "-" would read as an option.
+    from coord_server.lock.store import new_lock_token
+
+    tokens = {new_lock_token() for _ in range(5000)}
+    assert len(tokens) == 5000 and not any(t.startswith("-") for t in tokens)

@@ -75,7 +75,6 @@ def bad_metadata(key: str, digest: str) -> dict[str, Metadata]:
         "no scheme": (("authorization", key),),
         "the digest as the key": bearer(digest),
         "two credentials": (*bearer(key), *bearer(key)),
-        "a 9 KiB credential": bearer("k" * 9 * 1024),
         "a JWT-shaped key": bearer("a.b.c"),
     }
     for number, changed in enumerate(_one_byte_changed(key)):
@@ -109,9 +108,11 @@ def test_a_1_mib_authorization_header_is_refused_and_the_server_goes_on(
     channel: grpc.Channel, r: redis.Redis, key: tuple[str, str]
 ) -> None:
     before = redis_commands(r)
-    for _ in range(3):
+    # 9 KiB lies between gRPC's soft (8 KiB) and hard (16 KiB) metadata limits, where gRPC refuses a
+    # random share of calls itself; whatever reaches the server is refused there, unread.
+    for size in (9 * 1024, 9 * 1024, 9 * 1024, 1 << 20, 1 << 20, 1 << 20):
         with pytest.raises(grpc.RpcError) as refusal:
-            get(channel, "k", bearer("x" * (1 << 20)))
+            get(channel, "k", bearer("x" * size))
         # gRPC's own metadata limit refuses it before any handler (or, below that limit, the server).
         assert refusal.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAUTHENTICATED)
     assert redis_commands(r) == before

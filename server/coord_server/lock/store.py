@@ -24,6 +24,15 @@ HOLDERS_LISTED_ON_DENIAL = 16
 EXPIRY_MARGIN_S = 0.002
 
 
+def new_lock_token() -> str:
+    """A random lock token (144 bits of ``secrets.token_urlsafe``) that never starts with ``-``, so it
+    can be passed as a command-line argument (``coordctl lock release NAME TOKEN``) as printed."""
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not token.startswith("-"):
+            return token
+
+
 class Mode(enum.Enum):
     """How a grant shares the lock; the values are what the scripts store."""
 
@@ -176,16 +185,15 @@ class LockStore:
 
         A caller that is cancelled while waiting leaves the queue at once; a grant that raced with the
         cancellation is released. ``on_queued`` is awaited once, when the caller first has to wait.
-        The first attempt is made at once, as a try-lock's is: with Redis down, waiting fails as fast.
         """
-        token = secrets.token_urlsafe(24)
+        token = new_lock_token()
         if wait_s <= 0:
             reply = await self._attempt(request, token, "", queue=False)
             return await self._result(request, token, reply)
         loop = asyncio.get_running_loop()
         end = loop.time() + min(wait_s, _deadline_left())
         async with self.waiters.waiting(request.name) as waiter:
-            done = failed = False
+            done = False
             try:
                 while True:
                     waiter.woken.clear()  # before the attempt: a wake-up during it is kept
@@ -204,19 +212,13 @@ class LockStore:
                     timer = min(left, self._fallback(result.denial, int(reply[3])))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(waiter.woken.wait(), timer)
-            except Exception:
-                failed = True
-                raise
             finally:
                 if not done:
                     cleanup = self.detach(self._run(self._cancel, request.name, [waiter.wid, token]))
-                    # A wait that ran out (or was cancelled) has left the queue when it ends; a caller
-                    # cancelled meanwhile stops waiting for the cleanup. A failed wait is answered at
-                    # once: with Redis unreachable the cleanup could take as long as the failure did.
-                    # Either way the cleanup runs to its end (and logs its own failure).
-                    if not failed:
-                        with contextlib.suppress(Exception):
-                            await asyncio.shield(cleanup)
+                    # A cancelled caller stops waiting for the cleanup here; it runs to its end anyway
+                    # (and logs its own failure).
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(cleanup)
 
     async def _attempt(self, request: LockRequest, token: str, wid: str, *, queue: bool) -> Any:
         args: list[ScriptArg] = [
