@@ -33,3 +33,21 @@ def compose(text: str, source: str, error: Callable[[str], E]) -> tuple[yaml.Nod
     except yaml.YAMLError as exc:
         raise error(f"{source}: not valid YAML: {exc}") from None
     return root, fail
+
+
+def pairs(node: yaml.Node, fail: Fail[E], message: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    """The (key, value) nodes of a mapping node; ``fail(node, message)`` when it is not a mapping,
+    and a failure naming the key's line when a key is not a plain name."""
+    if not isinstance(node, yaml.MappingNode):
+        raise fail(node, message)
+    found: list[tuple[yaml.ScalarNode, yaml.Node]] = []
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise fail(key, "keys must be plain names")
+        found.append((key, value))
+    return found
+
+
+def is_null(node: yaml.Node) -> bool:
+    """The node is YAML's null (``~``, ``null`` or nothing after the colon)."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"

@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from .._yaml import compose
+from .._yaml import compose, is_null, pairs
 from ..config import ConfigError
 from .identity import NO_LIMITS, Identity, Limits, allow_problem, is_name, is_tenant
 
@@ -129,7 +129,7 @@ def parse_auth_file(text: str, source: str) -> AuthFile:
     if root is None:
         return EMPTY
     sections: dict[str, yaml.Node] = {}
-    for key, value in _pairs(root, fail, f"the file must be a mapping of {', '.join(_SECTIONS)}"):
+    for key, value in pairs(root, fail, f"the file must be a mapping of {', '.join(_SECTIONS)}"):
         if key.value not in _SECTIONS:
             raise fail(key, f"unknown section {key.value!r} (known: {', '.join(_SECTIONS)})")
         if key.value in sections:
@@ -189,14 +189,14 @@ def _entries(
     node: yaml.Node | None, section: str, fields: Mapping[str, bool], fail: Fail
 ) -> list[tuple[yaml.Node, dict[str, yaml.Node]]]:
     """The entries of a list section, each as its node and its fields' nodes (all present, none extra)."""
-    if node is None or _is_null(node):
+    if node is None or is_null(node):
         return []
     if not isinstance(node, yaml.SequenceNode):
         raise fail(node, f"{section} must be a list of entries (each line starting with '- ')")
     entries = []
     for item in node.value:
         values: dict[str, yaml.Node] = {}
-        for key, value in _pairs(item, fail, f"each entry of {section} must be a mapping of fields"):
+        for key, value in pairs(item, fail, f"each entry of {section} must be a mapping of fields"):
             if key.value not in fields:
                 raise fail(key, f"{section}: unknown field {key.value!r} (known: {', '.join(fields)})")
             if key.value in values:
@@ -210,16 +210,16 @@ def _entries(
 
 
 def _limits(node: yaml.Node | None, fail: Fail) -> LimitTable:
-    if node is None or _is_null(node):
+    if node is None or is_null(node):
         return LimitTable()
     default: dict[str, Any] = {}
     tenants: dict[str, dict[str, Any]] = {}
     where: dict[str, yaml.Node] = {}
-    for key, value in _pairs(node, fail, "limits must be a mapping with 'default' and 'tenants'"):
+    for key, value in pairs(node, fail, "limits must be a mapping with 'default' and 'tenants'"):
         if key.value == "default":
             default = _limit_fields(value, "default", fail)
         elif key.value == "tenants":
-            for name_node, body in _pairs(value, fail, "limits.tenants must map tenant names to limits"):
+            for name_node, body in pairs(value, fail, "limits.tenants must map tenant names to limits"):
                 tenant = _tenant(name_node, fail)
                 if tenant in tenants:
                     raise fail(name_node, f"limits for tenant {tenant!r} are given twice")
@@ -234,7 +234,7 @@ def _limits(node: yaml.Node | None, fail: Fail) -> LimitTable:
 
 def _limit_fields(node: yaml.Node, owner: str, fail: Fail) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, value in _pairs(node, fail, f"limits of {owner} must be a mapping of fields"):
+    for key, value in pairs(node, fail, f"limits of {owner} must be a mapping of fields"):
         name = key.value
         if name not in _LIMIT_FIELDS:
             raise fail(key, f"limits of {owner}: unknown field {name!r} (known: {', '.join(_LIMIT_FIELDS)})")
@@ -273,21 +273,6 @@ def _digest(node: yaml.Node, fail: Fail) -> bytes:
     if len(text) != 64 or not _HEX.issuperset(text):
         raise fail(node, "sha256 must be 64 hex digits: the SHA-256 digest of the key, not the key")
     return bytes.fromhex(text)
-
-
-def _pairs(node: yaml.Node, fail: Fail, message: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
-    if not isinstance(node, yaml.MappingNode):
-        raise fail(node, message)
-    pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            raise fail(key, "keys must be plain names")
-        pairs.append((key, value))
-    return pairs
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _scalar(node: yaml.Node) -> Any:

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from .._yaml import compose
+from .._yaml import compose, is_null, pairs
 from ..config import ConfigError, parse_duration
 from ..errors import InvalidArgument
 from .rules import Algorithm, FailureMode, Rule, check_name, make_rule
@@ -52,16 +52,16 @@ def parse_policies(text: str, source: str) -> Mapping[str, Rule]:
     root, fail = compose(text, source, PolicyError)
     if root is None:
         return MappingProxyType({})
-    top = _mapping(root, fail, "the file must be a mapping with a 'policies' key")
+    top = pairs(root, fail, "the file must be a mapping with a 'policies' key")
     policies_node: yaml.Node | None = None
     for key, value in top:
         if key.value != "policies":
             raise fail(key, f"unknown top-level key {key.value!r} (expected 'policies')")
         policies_node = value
-    if policies_node is None or _is_null(policies_node):
+    if policies_node is None or is_null(policies_node):
         return MappingProxyType({})
     rules: dict[str, Rule] = {}
-    for name_node, body in _mapping(policies_node, fail, "'policies' must map names to policies"):
+    for name_node, body in pairs(policies_node, fail, "'policies' must map names to policies"):
         name = name_node.value
         try:
             check_name("name", name)
@@ -76,7 +76,7 @@ def parse_policies(text: str, source: str) -> Mapping[str, Rule]:
 def _rule(name: str, body: yaml.Node, fail: Any) -> Rule:
     values: dict[str, Any] = {}
     nodes: dict[str, yaml.Node] = {}
-    for key, value in _mapping(body, fail, f"policy {name!r} must be a mapping of fields"):
+    for key, value in pairs(body, fail, f"policy {name!r} must be a mapping of fields"):
         field = key.value
         if field not in _FIELDS:
             raise fail(key, f"policy {name!r}: unknown field {field!r} (known: {', '.join(sorted(_FIELDS))})")
@@ -119,21 +119,6 @@ def _rule(name: str, body: yaml.Node, fail: Any) -> Rule:
     except InvalidArgument as exc:
         field = exc.violations[0].field
         raise fail(nodes.get(field, body), f"policy {name!r}: {exc.message}") from None
-
-
-def _mapping(node: yaml.Node, fail: Any, message: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
-    if not isinstance(node, yaml.MappingNode):
-        raise fail(node, message)
-    pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
-    for key, value in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            raise fail(key, "keys must be plain names")
-        pairs.append((key, value))
-    return pairs
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _whole_ms(seconds: float) -> int:
