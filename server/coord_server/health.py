@@ -44,7 +44,8 @@ class HealthMonitor:
 
     async def probe_once(self) -> bool:
         try:
-            await asyncio.wait_for(self._redis.ping(), self._interval + 1.0)
+            async with asyncio.timeout(self._interval + 1.0):  # never swallows a cancellation
+                await self._redis.ping()
             healthy = True
         except (CoordError, TimeoutError) as exc:
             healthy = False

@@ -9,11 +9,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from coord.lock.v1 import lock_pb2 as pb
 
 from ..conftest import CoordThread, CoordUnderTest, RedisProcess, wait_for
-from ._util import S, Stub, X, acquire, dur, error_info, lock_stub, release
+from ._util import HoldStream, S, Stub, X, acquire, dur, error_info, lock_stub, release
 
 
 @pytest.fixture
@@ -155,6 +157,52 @@ def test_fencing_never_goes_back_even_when_redis_loses_everything(
         wait_for(lambda: _answers(stub), "Coord to reach Redis again")
         after = acquire(stub).grant.fencing_token
     assert after > max(before), "the Redis TIME floor keeps tokens increasing"
+
+
+def test_a_waiting_acquire_fails_as_fast_as_a_try_lock_when_redis_is_down(
+    redis_factory: Callable[..., RedisProcess], start_coord: Callable[..., CoordThread]
+) -> None:
+    """A waiting Acquire (and a Hold) tries at once and gets the try-lock's error; it does not wait
+    for its wake-up subscription first.
+
+    The Redis timeout (60 s) is far beyond the calls' own deadline (10 s) and wait (20 s): a server
+    that awaited the subscription (which a stopped Redis never confirms) before its first attempt
+    would be ended by the caller's deadline, DEADLINE_EXCEEDED. Only an attempt made at once meets
+    the refused connection, whose answer is the try-lock's: UNAVAILABLE, BACKEND_UNAVAILABLE,
+    RetryInfo.
+    """
+    backing = redis_factory()
+    server = start_coord(backing.url, redis_timeout=60.0)
+    with lock_stub(server.target) as stub:
+        assert acquire(stub, "warm-up").acquired
+        backing.stop()
+        tried = _failure(lambda: acquire(stub, "tried", timeout=10))
+        waited = _failure(lambda: acquire(stub, "waited", wait=20, timeout=10))
+        hold = HoldStream(stub, timeout=10)
+        hold.acquire("held", mode=X, ttl=dur(30), wait=dur(20))
+        held = _failure(hold.next)
+    for err in (tried, waited, held):
+        assert err.code() == grpc.StatusCode.UNAVAILABLE, (err.code(), err.details())
+        assert err.details() == tried.details() and (tried.details() or "").startswith("Redis is unavailable")
+        assert error_info(err).reason == "BACKEND_UNAVAILABLE"
+        assert _retry_delay_ms(err) > 0
+
+
+def _failure(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as excinfo:
+        call()
+    return excinfo.value
+
+
+def _retry_delay_ms(err: grpc.RpcError) -> int:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            return int(retry.retry_delay.ToMilliseconds())
+    return 0
 
 
 def _answers(stub: Stub) -> bool:

@@ -118,7 +118,9 @@ class AsyncHold(HoldBase[AsyncLease]):
     async def _beater(self) -> None:
         while (pause := self._pause()) is not None:
             try:
-                await asyncio.wait_for(self._stop.wait(), pause)
+                # A timeout scope: asyncio.wait_for on Python 3.11 can swallow a cancellation.
+                async with asyncio.timeout(pause):
+                    await self._stop.wait()
                 return
             except TimeoutError:
                 pass

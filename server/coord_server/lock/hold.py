@@ -209,7 +209,10 @@ class Hold:
             renew_failed = False
             while True:
                 try:
-                    request = await asyncio.wait_for(self._inbox.get(), max(0.0, lease_end - loop.time()))
+                    # A timeout scope, not asyncio.wait_for: on Python 3.11 that can swallow a
+                    # cancellation arriving with a message, and the stream would outlive its caller.
+                    async with asyncio.timeout(max(0.0, lease_end - loop.time())):
+                        request = await self._inbox.get()
                 except TimeoutError:
                     yield Lost(LostReason.BACKEND_UNAVAILABLE if renew_failed else LostReason.EXPIRED)
                     return

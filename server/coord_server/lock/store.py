@@ -193,11 +193,17 @@ class LockStore:
         loop = asyncio.get_running_loop()
         end = loop.time() + min(wait_s, _deadline_left())
         async with self.waiters.waiting(request.name) as waiter:
-            done = False
+            done = failed = False
+            attempt: asyncio.Future[Any] | None = None
             try:
                 while True:
                     waiter.woken.clear()  # before the attempt: a wake-up during it is kept
-                    reply = await self._attempt(request, token, waiter.wid, queue=True)
+                    # Shielded: a cancelled caller must not cancel a script that may already be on its
+                    # way to Redis (on a Cluster it can be, on another connection than the cleanup's);
+                    # the cleanup waits for it instead, so the attempt can never queue the waiter again
+                    # after the cleanup has taken it out.
+                    attempt = asyncio.ensure_future(self._attempt(request, token, waiter.wid, queue=True))
+                    reply = await asyncio.shield(attempt)
                     result = await self._result(request, token, reply)
                     if result.acquired:
                         done = True
@@ -210,15 +216,33 @@ class LockStore:
                     if left <= 0:
                         return result
                     timer = min(left, self._fallback(result.denial, int(reply[3])))
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+                    # the wake-up does (the cancelled caller would then wait on, queued, for its whole
+                    # wait); a timeout scope around the plain await never loses one.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.woken.wait(), timer)
+                        async with asyncio.timeout(timer):
+                            await waiter.woken.wait()
+            except Exception:
+                failed = True
+                raise
             finally:
                 if not done:
-                    cleanup = self.detach(self._run(self._cancel, request.name, [waiter.wid, token]))
-                    # A cancelled caller stops waiting for the cleanup here; it runs to its end anyway
-                    # (and logs its own failure).
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(cleanup)
+                    cleanup = self.detach(self._leave(request.name, waiter.wid, token, attempt))
+                    # A wait that ran out (or was cancelled) has left the queue when it ends; a caller
+                    # cancelled meanwhile stops waiting for the cleanup. A failed wait is answered at
+                    # once: with Redis unreachable the cleanup could take as long as the failure did.
+                    # Either way the cleanup runs to its end (and logs its own failure).
+                    if not failed:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(cleanup)
+
+    async def _leave(self, name: str, wid: str, token: str, attempt: asyncio.Future[Any] | None) -> None:
+        """Take a waiter that stopped waiting out of the queue (and release a grant that raced with
+        its cancellation), after its last attempt has been answered: never before it."""
+        if attempt is not None and not attempt.cancelled():
+            with contextlib.suppress(Exception):  # its failure was the caller's to see (or nobody's)
+                await attempt
+        await self._run(self._cancel, name, [wid, token])
 
     async def _attempt(self, request: LockRequest, token: str, wid: str, *, queue: bool) -> Any:
         args: list[ScriptArg] = [

@@ -1,11 +1,20 @@
-"""Wake-ups for waiting Acquire calls: one pub/sub subscription and one heartbeat loop per process.
+"""Wake-ups for waiting Acquire calls: one pub/sub subscription and one heartbeat loop per process
+and tenant.
 
-Each server process has a random id and listens on one channel, ``coord:<tenant>:lock:wake:<id>``.
+Each tenant's lock store in a server process has its own :class:`Waiters`, with a random id, and
+listens on one channel, ``coord:<tenant>:lock:wake:<id>``: a wake-up (and a heartbeat) only ever
+names waiters of the tenant whose lock scripts returned them.
+
 Lock scripts that may make a waiter eligible (a release, a grant, a give-up, an expiry they noticed)
 return the eligible waiters as (server id, waiter id) pairs; :meth:`Waiters.notify` wakes local ones
 directly and publishes the others' ids to their servers' channels. A woken waiter re-runs the acquire
 script, which decides. Nothing polls: a waiter sleeps until a wake-up, its fallback timer (the
 soonest holder expiry, which publishes nothing) or the end of its wait.
+
+A waiting call never waits for the subscription: its first attempt runs at once (so with Redis down
+it fails as fast as a try-lock), while the task subscribes. A wake-up published before the
+subscription is confirmed is lost, so every confirmation (the first, and each one after a reconnect)
+wakes every local waiter once: each re-runs the acquire script, which sees whatever it missed.
 
 The same background task renews the heartbeat deadline of every local waiter, one pipelined
 ``heartbeat.lua`` call per lock per interval, so the queue entries of a crashed server age out
@@ -18,8 +27,9 @@ through any node. Sharded pub/sub (SPUBLISH, Redis 7 only) is not used so Redis 
 
 The task starts with the first local waiter and stops (closing its connection) once no waiter has
 been left for ``LINGER`` seconds: a lock that is waited on now and then does not pay a SUBSCRIBE and
-its confirmation for every wait. The server's shutdown stops it at once (RedisBackend.on_close), so a
-stopping server leaves nothing behind.
+its confirmation for every wait. The server's shutdown stops it at once (each Waiters registers its
+own RedisBackend.on_close hook when its tenant's store is made), so a stopping server leaves nothing
+behind, whatever tenants it served.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ class Waiter:
 
 
 class Waiters:
-    """The per-process registry of waiting calls and its subscription/heartbeat task."""
+    """One tenant's registry of waiting calls in this process and its subscription/heartbeat task."""
 
     LINGER = 30.0  # seconds the subscription outlives the last waiter
 
@@ -75,29 +85,27 @@ class Waiters:
         self._channel = keys.wake_channel(self.server_id)
         self._waiters: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
         self._idle_stop: asyncio.TimerHandle | None = None
         redis.on_close(self.close)
 
     @contextlib.asynccontextmanager
     async def waiting(self, name: str) -> AsyncIterator[Waiter]:
-        """Register a waiter for the block; the subscription is live before the block starts."""
+        """Register a waiter for the block and start the subscription task if it is not running.
+
+        The subscription is not awaited: the waiter is woken once it is confirmed (see the module
+        docstring), so an attempt made before then is made again.
+        """
         waiter = Waiter(name, secrets.token_hex(12))
         self._waiters[waiter.wid] = waiter
         if self._idle_stop is not None:
             self._idle_stop.cancel()
             self._idle_stop = None
         if self._task is None or self._task.done():
-            self._subscribed = asyncio.Event()
             # The task must not inherit the deadline of the RPC that started it.
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), context=deadline.detached_context()
             )
         try:
-            # Without a subscription, wake-ups published meanwhile would be missed; the fallback timers
-            # and heartbeats still cover them, so a slow subscribe only delays, never blocks, a waiter.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), self._redis.timeout)
             yield waiter
         finally:
             del self._waiters[waiter.wid]
@@ -156,7 +164,8 @@ class Waiters:
                     message = await pubsub.get_message(self._redis.timeout, confirmations=True)
                     if message is not None and message.kind == "subscribe":
                         break
-                self._subscribed.set()
+                # From here on no wake-up is missed; one published before may have been: look again.
+                self.wake_all()
                 while True:
                     wait = max(0.0, next_beat - time.monotonic())
                     message = await pubsub.get_message(wait)
@@ -172,7 +181,6 @@ class Waiters:
                 log.warning(
                     "lock wake-up subscription failed (%s: %s); resubscribing", type(exc).__name__, exc
                 )
-                self._subscribed.clear()
                 self.wake_all()
                 await asyncio.sleep(min(1.0, self._interval))
             finally:
