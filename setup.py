@@ -1,0 +1,82 @@
+"""Packaging step that pyproject.toml cannot declare: the generated gRPC stubs.
+
+The ``coord`` package (``coord.cache.v1.cache_pb2`` and the others) is generated from ``protos/`` and
+never committed. Building a wheel generates it with ``grpc_tools.protoc`` (a build requirement, pinned
+to the version ``make proto`` uses, so the wheel's stubs are the ones the tests ran against) straight
+into the build directory: a build never writes into the source tree. Everything else is declared in
+pyproject.toml.
+
+An editable install (``pip install -e .``, what the Makefile does) generates nothing: there the
+stubs come from ``make proto`` into ``client/coord``, on sys.path through the Makefile's .pth file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+PROTOS = ROOT / "protos"
+
+
+def _plugin(name: str) -> str:
+    """The protoc plugin script ``name`` of the build environment (mypy-protobuf installs them)."""
+    scripts = sysconfig.get_path("scripts")
+    for folder in (scripts, os.path.dirname(sys.executable)):
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: the build needs mypy-protobuf (a build requirement)")
+    return found
+
+
+def generate_stubs(out: Path) -> list[str]:
+    """Generate the ``coord`` package from protos/ into ``out``; returns the files written."""
+    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    if not sources:
+        raise RuntimeError(f"no .proto files under {PROTOS}")
+    out = out.resolve()  # build_lib is relative to the project, protoc runs in protos/
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "coord", ignore_errors=True)
+    import grpc_tools
+
+    well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
+    command = [
+        sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"-I{well_known}",
+        f"--python_out={out}", f"--grpc_python_out={out}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--mypy_out={out}", f"--mypy_grpc_out={out}",
+        *sources,
+    ]  # fmt: skip
+    subprocess.run(command, check=True, cwd=PROTOS)
+    package = out / "coord"
+    # Every folder a package, as `make proto` does; py.typed because the .pyi stubs are shipped too.
+    for folder in [package, *(p for p in package.rglob("*") if p.is_dir())]:
+        (folder / "__init__.py").touch()
+    (package / "py.typed").touch()
+    return [str(p) for p in package.rglob("*") if p.is_file()]
+
+
+class BuildPyWithStubs(build_py):
+    """build_py, then the generated ``coord`` package into the same build directory."""
+
+    def run(self) -> None:
+        super().run()
+        if not getattr(self, "editable_mode", False):
+            self._stubs = generate_stubs(Path(self.build_lib))
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), *getattr(self, "_stubs", [])]
+
+
+setup(cmdclass={"build_py": BuildPyWithStubs})
