@@ -41,7 +41,7 @@ install = $(if $(call missing,$(1)),$(if $(AS_ROOT),apt-get update -qq && DEBIAN
 # Whether apt-get may run, as root; asked only when something is missing (AS_ROOT= says no).
 AS_ROOT ?= $(filter 0,$(shell id -u))
 
-.PHONY: all run test test-polyglot lint proto bench fmt clean node deps
+.PHONY: all run test test-polyglot lint proto bench soak fmt clean node deps
 
 all: $(GEN_STAMP)
 
@@ -102,6 +102,12 @@ fmt: $(STAMP)
 bench: $(GEN_STAMP)
 	$(call install,redis-server)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The soak test (not part of `make test`): a steady mixed load, 30 minutes unless MINUTES=5 says
+# otherwise; SOAK_ARGS passes any other flag of `python -m bench.soak` (SOAK_ARGS="--minutes 5").
+soak: $(GEN_STAMP)
+	$(call install,redis-server)
+	$(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES)) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(GEN) .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -174,6 +174,8 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
                 tls_ca=settings.redis_tls_ca,
                 tls_cert=settings.redis_tls_cert,
                 tls_key=settings.redis_tls_key,
+                sentinel_password_file=settings.redis_sentinel_password_file,
+                sentinel_username=settings.redis_sentinel_username,
             ),
         )
         built = build_server(settings, redis)

@@ -25,7 +25,8 @@ from coord_client import _convert
 
 from .redact import redact_url, url_has_password
 from .sentinel_url import SCHEME as SENTINEL_SCHEME
-from .sentinel_url import parse_sentinel_url
+from .sentinel_url import TLS_SCHEME as SENTINEL_TLS_SCHEME
+from .sentinel_url import is_sentinel_url, parse_sentinel_url
 
 T = TypeVar("T")
 Kind = Literal["text", "bool", "int", "size", "duration", "path"]
@@ -348,6 +349,14 @@ class Settings:
         "", "COORD_REDIS_TLS_CERT", "PEM client certificate for Redis TLS, when Redis asks for one"
     )
     redis_tls_key: str = text("", "COORD_REDIS_TLS_KEY", "PEM private key of COORD_REDIS_TLS_CERT")
+    redis_sentinel_password_file: str = text(
+        "",
+        "COORD_REDIS_SENTINEL_PASSWORD_FILE",
+        "file holding the sentinels' own password (requirepass in sentinel.conf), for a Sentinel URL",
+    )
+    redis_sentinel_username: str = text(
+        "", "COORD_REDIS_SENTINEL_USERNAME", "ACL user to authenticate to the sentinels as with it"
+    )
 
     # -- request limits (every service) and the cache ------------------------------------------
     max_key_bytes: int = size(1024, "COORD_MAX_KEY_SIZE", "longest key, in bytes of UTF-8")
@@ -457,6 +466,18 @@ class Settings:
         "COORD_EVENTS_MAX_DELIVERIES",
         "deliveries before an event is dead-lettered, when Consume gives none",
     )
+    events_readers: int = whole(
+        16,
+        "COORD_EVENTS_READERS",
+        "most Redis connections per Redis node that read topics live (XREAD BLOCK) for subscribers and "
+        "consumers; each reads many topics, and past this bound more topics share each read",
+    )
+    events_read_streams: int = whole(
+        128,
+        "COORD_EVENTS_READ_STREAMS",
+        "topics one live read (one XREAD) takes before another connection is opened, up to "
+        "COORD_EVENTS_READERS",
+    )
 
     # -- lock ----------------------------------------------------------------------------------
     lock_default_ttl: float = duration(
@@ -511,14 +532,15 @@ class Settings:
             raise ConfigError(f"listen: {self.listen!r} must be host:port")
         if not _TENANT.fullmatch(self.tenant):  # fullmatch: "$" would let a trailing newline in
             raise ConfigError(f"tenant: {self.tenant!r} must be 1-64 of A-Z a-z 0-9 _ . -")
-        schemes = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
+        schemes = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, SENTINEL_TLS_SCHEME)
         if self.redis_url and not self.redis_url.startswith(schemes):
             # Redacted: a URL is shown only without its password, even one that cannot be used.
             shown = redact_url(self.redis_url)
             raise ConfigError(
-                f"redis url: {shown!r} must start with redis://, rediss://, unix:// or {SENTINEL_SCHEME}"
+                f"redis url: {shown!r} must start with redis://, rediss://, unix://, {SENTINEL_SCHEME}"
+                f" or {SENTINEL_TLS_SCHEME}"
             )
-        if self.redis_url.startswith(SENTINEL_SCHEME):
+        if is_sentinel_url(self.redis_url):
             try:
                 parse_sentinel_url(self.redis_url)  # its messages never quote the password
             except ValueError as exc:
@@ -534,6 +556,12 @@ class Settings:
         for name in ("max_key_bytes", "max_value_bytes", "max_batch", "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        for env, value in (
+            ("COORD_EVENTS_READERS", self.events_readers),
+            ("COORD_EVENTS_READ_STREAMS", self.events_read_streams),
+        ):
+            if value < 1:
+                raise ConfigError(f"{env}: must be at least 1 (got {value})")
         self._validate_connections()
         if self.event_loop not in ("uvloop", "asyncio"):
             raise ConfigError(f"event loop: {self.event_loop!r} is not uvloop or asyncio")
@@ -585,8 +613,19 @@ class Settings:
             raise ConfigError(
                 "COORD_REDIS_PASSWORD_FILE: the Redis URL has a password too; keep it only in the file"
             )
-        if given and not self.redis_url.startswith("rediss://"):
-            raise ConfigError(f"{given[0]}: needs a rediss:// COORD_REDIS_URL (TLS to Redis)")
+        if given and not self.redis_url.startswith(("rediss://", SENTINEL_TLS_SCHEME)):
+            raise ConfigError(
+                f"{given[0]}: needs a rediss:// or {SENTINEL_TLS_SCHEME} COORD_REDIS_URL (TLS to Redis)"
+            )
+        sentinel = self.redis_sentinel_password_file or self.redis_sentinel_username
+        if sentinel and not is_sentinel_url(self.redis_url):
+            setting = (
+                "COORD_REDIS_SENTINEL_PASSWORD_FILE"
+                if self.redis_sentinel_password_file
+                else "COORD_REDIS_SENTINEL_USERNAME"
+            )
+            schemes = f"{SENTINEL_SCHEME} or {SENTINEL_TLS_SCHEME}"
+            raise ConfigError(f"{setting}: needs a {schemes} COORD_REDIS_URL")
         if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
             missing = "COORD_REDIS_TLS_KEY" if self.redis_tls_cert else "COORD_REDIS_TLS_CERT"
             raise ConfigError(f"{missing}: COORD_REDIS_TLS_CERT and COORD_REDIS_TLS_KEY go together")

@@ -1,9 +1,13 @@
 """``redis+sentinel://`` URLs: where the sentinels are and which master they watch.
 
-``redis+sentinel://[user[:password]@]host1:26379,host2:26379/service[/db]``
+``redis+sentinel://[user[:password]@]host1:26379,host2:26379/service[/db]``, or
+``rediss+sentinel://...`` to speak TLS to the sentinels and to the master (with the
+``COORD_REDIS_TLS_*`` files);
 
-- the hosts are sentinels (port 26379 when left out; an IPv6 address in brackets), asked without
-  credentials;
+- the hosts are sentinels (port 26379 when left out; an IPv6 address in brackets); when they ask for
+  a password of their own (``requirepass`` in sentinel.conf), it comes from
+  ``COORD_REDIS_SENTINEL_PASSWORD_FILE`` (and the ACL user from ``COORD_REDIS_SENTINEL_USERNAME``),
+  never from the URL;
 - the user and password are for the master the sentinels name (as in a ``redis://`` URL; the password
   may come from ``COORD_REDIS_PASSWORD_FILE`` instead);
 - ``service`` is the name in the sentinels' ``sentinel monitor <service> ...`` line, required.
@@ -22,7 +26,13 @@ import urllib.parse
 from dataclasses import dataclass
 
 SCHEME = "redis+sentinel://"
+TLS_SCHEME = "rediss+sentinel://"
+SCHEMES = (SCHEME, TLS_SCHEME)
 DEFAULT_PORT = 26379
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.startswith(SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class SentinelTarget:
     username: str | None
     password: str | None
     db: int
+    tls: bool = False  # rediss+sentinel://: TLS to the sentinels and to the master
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
@@ -41,9 +52,10 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 
     Raises ValueError with a message that never quotes the userinfo (the password).
     """
-    if not url.startswith(SCHEME):
-        raise ValueError(f"must start with {SCHEME}")
-    rest = url[len(SCHEME) :]
+    if not is_sentinel_url(url):
+        raise ValueError(f"must start with {SCHEME} or {TLS_SCHEME}")
+    tls = url.startswith(TLS_SCHEME)
+    rest = url[len(TLS_SCHEME if tls else SCHEME) :]
     authority, slash, path = rest.partition("/")
     if "?" in path or "#" in path or "?" in authority or "#" in authority:
         raise ValueError("takes no query options: the master's credentials go in the userinfo")
@@ -65,7 +77,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         if not pieces[1].isdigit():
             raise ValueError(f"database {pieces[1]!r} is not a number")
         db = int(pieces[1])
-    return SentinelTarget(sentinels, urllib.parse.unquote(pieces[0]), username, password, db)
+    return SentinelTarget(sentinels, urllib.parse.unquote(pieces[0]), username, password, db, tls)
 
 
 def _host_port(part: str) -> tuple[str, int]:

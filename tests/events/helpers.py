@@ -185,9 +185,11 @@ class Consumer:
 
 
 # Commands that are no call's own work: what a server sends on its own clock (each topic reader's
-# XREAD BLOCK, re-sent every block period; the health probe's PING) and the handshake of a connection
-# a pool opens when its others are busy (a topic reader holds one for its blocking read).
-NOT_PER_CALL = frozenset({"xread", "ping", "hello", "client|setinfo", "select"})
+# XREAD BLOCK, re-sent every block period; the health probe's PING), the handshake of a connection
+# (a topic reader opens its own, and asks its CLIENT ID), and a reader woken for a new topic.
+NOT_PER_CALL = frozenset(
+    {"xread", "ping", "hello", "client|setinfo", "select", "client|id", "client|unblock"}
+)
 
 
 def redis_commands(client: redis.Redis) -> Counter[str]:

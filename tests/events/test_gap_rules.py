@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from coord_server.events.gaps import LOOK_UP, Loss, loss_at_cursor, loss_on_open, names_event, overtaken
+from coord_server.events.gaps import (
+    LOOK_UP,
+    Loss,
+    group_loss,
+    loss_at_cursor,
+    loss_on_open,
+    names_event,
+    overtaken,
+)
 from coord_server.events.store import StreamPosition
 from coord_server.events.topics import ZERO_ID, id_before_time
 
@@ -78,3 +86,11 @@ def test_overtaken():
     assert overtaken(TRIMMED, (12, 0))
     assert overtaken(GONE, (12, 0))
     assert overtaken(stream(None, (20, 0), 0, 5), (12, 0))
+
+
+def test_group_loss_is_every_stored_event_newer_than_the_groups_position():
+    assert group_loss((12, 0), (15, 0)) == Loss((15, 0))  # trimmed past what the group had read
+    assert group_loss((12, 0), (12, 0)) is None  # its own last event is still stored
+    assert group_loss((12, 0), (10, 0)) is None  # older events still stored: nothing after it removed
+    assert group_loss((12, 0), None) is None  # nothing stored: nothing delivered next either
+    assert group_loss(ZERO_ID, (15, 0)) is None  # read nothing yet: history it never asked for

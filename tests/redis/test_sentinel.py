@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import redis.asyncio
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.events.v1 import events_pb2, events_pb2_grpc
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 from coord_server.config import ConfigError, Settings
 from coord_server.redact import redact_url
@@ -34,6 +36,7 @@ from coord_server.redis.security import RedisSecurity
 from coord_server.sentinel_url import SentinelTarget, parse_sentinel_url
 
 from ..conftest import REDIS_SERVER, CoordThread, RedisProcess, free_port, wait_for
+from ..events.helpers import publish, publish_many, subscribe
 from ..lock._util import dur
 
 # The Debian package redis-sentinel (the Makefile's TOOLS); redis-server --sentinel is the same program.
@@ -298,3 +301,67 @@ def test_a_failover_is_unavailable_then_served_with_fencing_and_writes_kept(
         for key, value in history.acked.items():
             entry = cache.Get(cache_pb2.GetRequest(key=key), timeout=10).entry
             assert entry.found and entry.value == value, key
+
+
+def test_a_failover_to_a_replica_that_was_behind_reports_the_lost_events_as_a_gap(
+    sentinel_group: SentinelGroup, start_coord: Callable[..., CoordThread]
+) -> None:
+    """Events acknowledged by the old primary that never reached the replica are not silently lost:
+    the live subscriber's stream ends (it must resume), and resuming from its cursor on the new
+    primary starts with a Gap; events published after the failover follow it."""
+    group = sentinel_group
+    server = start_coord(group.url)
+    topic = "failover.events"
+    with grpc.insecure_channel(server.target) as channel:
+        stub = events_pb2_grpc.EventsServiceStub(channel)
+        kept = publish_many(stub, topic, [b"a", b"b"])
+        with group.primary.client() as p:
+            assert p.wait(1, 10_000) == 1  # the replica has "a" and "b"
+        live = subscribe(stub, topic, cursors=[events_pb2.TopicCursor(topic=topic, after_id=kept[-1])])
+        live.next_of("subscribed")
+        # The replica stops, and the primary drops its link: what follows reaches only the primary.
+        replica_proc = group.replica.proc
+        assert replica_proc is not None
+        os.kill(replica_proc.pid, signal.SIGSTOP)
+        try:
+            with group.primary.client() as p:
+                p.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            lost = publish_many(stub, topic, [b"c", b"d"])
+            assert [e.id for e in live.events(2)] == lost  # delivered, so the cursor is past them
+            old = group.primary.proc
+            assert old is not None
+            os.kill(old.pid, signal.SIGKILL)
+            old.wait()
+            group.primary.proc = None
+        finally:
+            os.kill(replica_proc.pid, signal.SIGCONT)
+        wait_for(lambda: group.master_port() == group.replica.port, "the replica's promotion", timeout=90)
+        # The live stream does not go on as if nothing happened: it ends, and the client resumes.
+        ended = live.wait_error(timeout=30)
+        assert ended.code() == grpc.StatusCode.UNAVAILABLE, ended.details()
+        cursor = [events_pb2.TopicCursor(topic=topic, after_id=lost[-1])]
+
+        def resumed_with_a_gap() -> bool:
+            try:
+                stream = subscribe(stub, topic, cursors=cursor)
+                stream.next_of("subscribed")
+            except (AssertionError, grpc.RpcError):
+                return False  # the new primary is not reachable through Coord yet
+            frame = stream.next()
+            stream.cancel()
+            assert frame.WhichOneof("frame") == "gap", frame
+            assert (frame.gap.after_id, frame.gap.first_available_id) == (lost[-1], "")
+            return True
+
+        wait_for(resumed_with_a_gap, "a resumed subscription on the new primary", timeout=60)
+        with group.replica.client() as r:
+            while int(r.time()[0]) * 1000 <= int(lost[-1].split("-")[0]):  # new ids after the lost ones
+                time.sleep(0.01)
+        new = publish(stub, topic, b"e")
+        again = subscribe(stub, topic, cursors=cursor)
+        again.next_of("subscribed")
+        first = again.next()
+        assert first.WhichOneof("frame") == "gap", first
+        assert (first.gap.after_id, first.gap.first_available_id) == (lost[-1], new)
+        assert [(e.id, e.data) for e in again.events(1)] == [(new, b"e")]
+        again.cancel()

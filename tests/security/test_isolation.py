@@ -640,7 +640,8 @@ def test_shutdown_stops_every_tenants_background_work(
         # One of each per tenant: the state is per tenant, and so is its background work.
         for task in ("Waiters._run", "Hub._poll_directory", "VolatileHub._run"):
             assert running.count(task) == len(TENANTS), (task, running)
-        assert running.count("Feed._run") >= len(TENANTS), running
+        # The live topic readers are the process's, shared by the tenants (events/readers.py).
+        assert running.count("Reader._run") >= 1, running
     finally:
         server.stop()  # with every stream and wait still open: the shutdown has to end them
         deployed.close()

@@ -17,7 +17,7 @@ from coord.events.v1 import events_pb2
 from .._call import Call
 from .._convert import Seconds, duration_field, from_duration, utc_or_none
 from ..errors import CoordError
-from .models import Data, Event, GroupInfo, PublishItem, PublishResult, TopicInfo
+from .models import Data, Event, Gap, GroupInfo, PublishItem, PublishResult, TopicInfo
 
 SERVICE = "coord.events.v1.EventsService"
 
@@ -118,6 +118,23 @@ def consumed(frame: events_pb2.ConsumeResponse) -> list[Event]:
     if frame.WhichOneof("frame") != "events":
         return []
     return [event(e) for e in frame.events.events]
+
+
+def consume_gap(frame: events_pb2.ConsumeResponse) -> Gap | None:
+    """The Gap a Consume frame reports (retention removed events the group never read), or None."""
+    if frame.WhichOneof("frame") != "gap":
+        return None
+    return gap(frame.gap)
+
+
+def gap(message: events_pb2.Gap) -> Gap:
+    return Gap(
+        message.topic,
+        message.after_id,
+        message.first_available_id,
+        message.after_sequence,
+        message.next_sequence,
+    )
 
 
 def event(message: events_pb2.Event) -> Event:

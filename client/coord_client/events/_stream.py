@@ -112,18 +112,16 @@ class Cursors:
             for cursor in frame.progress.cursors:
                 self.advance(cursor.topic, cursor.after_id)
         elif kind == "gap":
-            gap = frame.gap
-            if on_gap is not None:
-                on_gap(
-                    Gap(
-                        gap.topic, gap.after_id, gap.first_available_id, gap.after_sequence, gap.next_sequence
-                    )
-                )
-            else:
-                log.warning(
-                    "events of %r after %s were removed before they could be read", gap.topic, gap.after_id
-                )
+            report_gap(_codec.gap(frame.gap), on_gap)
         return []
+
+
+def report_gap(gap: Gap, on_gap: GapCallback | None) -> None:
+    """Hand a Gap (of a subscription or a consumer group) to ``on_gap``, or log it: never silent."""
+    if on_gap is not None:
+        on_gap(gap)
+    else:
+        log.warning("events of %r after %s were removed before they could be read", gap.topic, gap.after_id)
 
 
 class Backoff:

@@ -34,7 +34,7 @@ from .._convert import Seconds
 from ..errors import CoordError, from_grpc_error
 from . import _codec
 from ._api import EventsAPIBase
-from ._stream import Backoff, Cursors, SubscriptionBase, settled
+from ._stream import Backoff, Cursors, SubscriptionBase, report_gap, settled
 from .models import Event, Gap
 from .sync import EventsAPI
 
@@ -122,11 +122,14 @@ class AsyncEventsAPI(EventsAPIBase[AsyncSubscription], AsyncService):
         ack_timeout: Seconds | None = None,
         max_deliveries: int = 0,
         dead_letter_topic: str = "",
+        on_gap: Callable[[Gap], Any] | None = None,
     ) -> None:
         """Handle the group's events until cancelled: ack when ``handler`` returns, nack when it raises.
 
         Events are handled one at a time, at most ``prefetch`` in flight; the stream reconnects by
         itself when the server or Redis is briefly unavailable (unacked events are redelivered).
+        Events retention removed before the group read them are reported to ``on_gap`` (logged
+        without it), before the events that follow them.
         """
         start = _codec.consume_start(
             topic=topic,
@@ -144,6 +147,8 @@ class AsyncEventsAPI(EventsAPIBase[AsyncSubscription], AsyncService):
                 await call.write(start)
                 async for frame in call:
                     backoff.reset()
+                    if (gap := _codec.consume_gap(frame)) is not None:
+                        report_gap(gap, on_gap)
                     for event in _codec.consumed(frame):
                         await call.write(await _settle(handler, event))
                         await call.write(_codec.credit(1))

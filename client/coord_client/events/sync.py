@@ -29,7 +29,7 @@ from .._convert import Seconds
 from ..errors import CoordError, from_grpc_error
 from . import _codec
 from ._api import EventsAPIBase
-from ._stream import Backoff, Cursors, SubscriptionBase, settled
+from ._stream import Backoff, Cursors, SubscriptionBase, report_gap, settled
 from .models import Data, Event, Gap, PublishItem, PublishResult, TopicInfo
 
 
@@ -128,9 +128,12 @@ class EventsAPI(EventsAPIBase[Subscription], SyncService):
         max_deliveries: int = 0,
         dead_letter_topic: str = "",
         stop: threading.Event | None = None,
+        on_gap: Callable[[Gap], Any] | None = None,
     ) -> None:
         """Handle the group's events one by one until ``stop`` is set: ack when ``handler`` returns,
-        nack (redeliver at once) when it raises. At most ``prefetch`` events are in flight."""
+        nack (redeliver at once) when it raises. At most ``prefetch`` events are in flight. Events
+        retention removed before the group read them are reported to ``on_gap`` (logged without
+        it), before the events that follow them."""
         start = _codec.consume_start(
             topic=topic,
             group=group,
@@ -150,6 +153,8 @@ class EventsAPI(EventsAPIBase[Subscription], SyncService):
             try:
                 for frame in call:
                     backoff.reset()
+                    if (gap := _codec.consume_gap(frame)) is not None:
+                        report_gap(gap, on_gap)
                     for event in _codec.consumed(frame):
                         if stop.is_set():
                             break  # not handled: the server hands it to the group again

@@ -12,6 +12,7 @@ from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
 from .keys import EventsKeys
+from .readers import StreamReaders
 from .servicer import EventsServicer
 from .store import EventsStore, Retention
 from .tenant import TenantEvents
@@ -25,17 +26,26 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
 
     Each tenant gets its own store, hub and volatile listener (tenant.py), made on its first call.
     Their background tasks belong to the streams using them and stop as those streams end, as the
-    server's shutdown ends every stream.
+    server's shutdown ends every stream. The live readers (readers.py) are the process's, shared by
+    every tenant, and stop when the backend closes.
     """
     retention = Retention(settings.events_max_length, round(settings.events_max_age * 1000))
     scripts = ScriptSet(__name__)
     dedup_ms = round(settings.events_dedup_window * 1000)
-    # XREAD BLOCK must return well within the Redis socket timeout, or the read would time out.
+    # How long one live read waits for events before it is sent again. A read is bounded by this plus
+    # the Redis timeout, so it is also about how long a Redis that stops answering goes unnoticed.
     block_ms = max(10, min(5000, round(settings.redis_timeout * 1000 / 2)))
+    readers = StreamReaders.for_backend(
+        redis,
+        max_readers=settings.events_readers,
+        streams_per_read=settings.events_read_streams,
+        block_ms=block_ms,
+    )
 
     def tenant_of(tenant: str) -> TenantEvents:
         return TenantEvents.build(
             EventsStore(redis, scripts, EventsKeys(tenant), retention, dedup_ms),
+            readers,
             block_ms=block_ms,
             buffer_events=settings.events_subscriber_buffer,
             pattern_refresh=settings.events_pattern_refresh,

@@ -6,6 +6,12 @@ on the topic's feed (the one XREAD BLOCK reader of the process), which wakes it 
 so no Redis connection blocks per consumer. Every sweep interval it also takes over events of its
 group that stayed unacknowledged past the ack timeout (XAUTOCLAIM): those are redelivered with their
 delivery count, or, past the delivery limit, published to the dead-letter topic and acknowledged.
+
+Loss is never silent here either: a group that falls further behind than retention keeps (more than
+the max length, or older than the max age) loses events it never read. Each read of new events also
+returns where the group stood (its last delivered id) and the oldest stored id, in one atomic script;
+when every stored event is newer than the group's position (gaps.group_loss), the consumer whose read
+crossed the hole gets a Gap frame naming it, before the events that follow it, once per hole.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from dataclasses import dataclass, field
 
 from ..errors import CoordError
 from .feed import Feed
-from .frames import EventsFrame, chunk_events
+from .frames import EventsFrame, GapFrame, chunk_events
+from .gaps import group_loss
 from .hub import Hub
 from .store import EventsStore, PublishItem, StoredEvent
 from .topics import StreamId, format_id
@@ -73,11 +80,15 @@ class ConsumerSession:
         self.credit = min(self.spec.credit, MAX_CREDIT)
         return created
 
-    async def close(self) -> None:
-        """Leave the feed at once; events still held become claimable by the group right away."""
+    async def close(self) -> list[asyncio.Task[None]]:
+        """Leave the feed at once; events still held become claimable by the group right away.
+        Returns the tasks it stopped that have not ended yet (for hub.settle)."""
+        stopping: list[asyncio.Task[None]] = []
         if self._feed is not None:
             self._feed.wakers.discard(self._wake)
-            self.hub.detach(self._feed)
+            stopped = self.hub.detach(self._feed)
+            if stopped is not None:
+                stopping.append(stopped)
             self._feed = None
         if self._held:
             held, self._held = sorted(self._held), set()
@@ -86,6 +97,7 @@ class ConsumerSession:
                 await self.store.set_idle(s.topic, s.group, s.consumer, held, s.ack_timeout_ms)
             except Exception as exc:  # best effort: the ack timeout hands them over anyway
                 log.debug("releasing %d held events of %s failed: %r", len(held), s.consumer, exc)
+        return stopping
 
     # -- client actions ----------------------------------------------------------------------------
 
@@ -119,7 +131,7 @@ class ConsumerSession:
 
     # -- deliveries --------------------------------------------------------------------------------
 
-    async def deliveries(self) -> AsyncIterator[EventsFrame | DeadLetteredFrame]:
+    async def deliveries(self) -> AsyncIterator[EventsFrame | DeadLetteredFrame | GapFrame]:
         """Frames to send, forever; raises the error that ends the stream."""
         s = self.spec
         while True:
@@ -143,7 +155,17 @@ class ConsumerSession:
                     yield await self._dead_letter(dead)
             if self.credit - len(delivered) > 0:
                 want = min(self.credit - len(delivered), READ_BATCH)
-                delivered += await self.store.read_group(s.topic, s.group, s.consumer, want)
+                read = await self.store.read_group(s.topic, s.group, s.consumer, want)
+                loss = group_loss(read.last_delivered, read.first_stored)
+                if loss is not None:
+                    log.info(
+                        "events of topic %r were trimmed before group %r read them (after %s)",
+                        s.topic,
+                        s.group,
+                        format_id(read.last_delivered),
+                    )
+                    yield GapFrame(s.topic, read.last_delivered, loss.first_available, None)
+                delivered += read.events
             if delivered:
                 self.credit -= len(delivered)
                 self._held.update(e.id for e in delivered)

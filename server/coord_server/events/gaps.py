@@ -103,10 +103,26 @@ def overtaken(stream: StreamPosition, after: StreamId) -> bool:
     return True if not stream.exists else trimmed_past(stream, after)
 
 
+def group_loss(last_delivered: StreamId, first_stored: StreamId | None) -> Loss | None:
+    """Whether retention removed events a consumer group never read: the group had everything up to
+    ``last_delivered`` delivered, and ``first_stored`` is the oldest event stored now (both read in one
+    atomic step with the group's next read). Trimming removes the oldest first, so every stored event
+    being newer than the group's position means events after it were removed, the newest removed
+    possibly being the group's own last one (then nothing was lost in fact, but Redis does not say).
+
+    A group at 0-0 has read nothing yet: it was created at the beginning of the topic, and what
+    retention removes before its first read is history it never asked for by position (as for a
+    subscription starting at EARLIEST), so no Gap."""
+    if last_delivered == ZERO_ID or first_stored is None or first_stored <= last_delivered:
+        return None
+    return Loss(first_stored)
+
+
 __all__ = [
     "LOOK_UP",
     "LookUp",
     "Loss",
+    "group_loss",
     "loss_at_cursor",
     "loss_on_open",
     "names_event",

@@ -4,9 +4,11 @@ subscriptions reading them.
 Each tenant has its own :class:`Hub` (tenant.py), reaching Redis only through that tenant's store.
 It hands out one :class:`~.feed.Feed` per topic (the topic's only Redis reader in this process),
 shared by reference count between Subscribe and Consume streams; a feed runs exactly while something
-holds a reference to it. It also keeps a view of the Redis clock, finds new topics for the tenant's
-pattern subscriptions (also those created through other server processes) in the tenant's registry
-only, and tracks the tasks being stopped so that a closing stream can wait for them.
+holds a reference to it. The feeds of every hub are read by the process's one set of readers
+(readers.py): many topics per connection, a bounded number of connections. The hub also keeps a
+view of the Redis clock, finds new topics for the tenant's pattern subscriptions (also those created
+through other server processes) in the tenant's registry only, and tracks the tasks being stopped so
+that a closing stream can wait for them.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..errors import CoordError
+from ..errors import BackendUnavailable, CoordError
 from ..redis import deadline
 from .feed import Feed
+from .readers import StreamReaders
 from .store import EventsStore
 from .subscription import common_prefix
 
@@ -31,15 +34,26 @@ log = logging.getLogger(__name__)
 
 CLOCK_RESYNC = 5.0  # seconds between reads of the Redis clock
 SETTLE_TIMEOUT = 5.0  # longest a closing stream waits for its cancelled readers
+START_TIMEOUTS = 4  # Redis timeouts a stream waits at most for a topic's feed to start
 
 
 class Hub:
     """Owns one tenant's feeds in this process and its pattern subscriptions waiting for new topics."""
 
     def __init__(
-        self, store: EventsStore, *, block_ms: int, buffer_events: int, pattern_refresh: float
+        self,
+        store: EventsStore,
+        readers: StreamReaders,
+        *,
+        block_ms: int,
+        buffer_events: int,
+        pattern_refresh: float,
     ) -> None:
         self.store = store
+        self.readers = readers
+        # A feed's start is two bounded Redis calls (XINFO, and on a Cluster the slot map): waiting
+        # longer than a few Redis timeouts for it means something is wrong, and the caller resumes.
+        self.start_timeout = START_TIMEOUTS * store.redis_timeout
         self.block_ms = block_ms
         self.buffer_events = buffer_events
         self.pattern_refresh = pattern_refresh
@@ -63,13 +77,24 @@ class Hub:
         return base + int((time.monotonic() - at) * 1000)
 
     async def attach(self, topic: str) -> Feed:
-        """A ready feed for ``topic``, with one more reference; pair with :meth:`detach`."""
+        """A ready feed for ``topic``, with one more reference; pair with :meth:`detach`.
+
+        Raises the feed's error when it could not start (BackendUnavailable...). The wait is bounded
+        twice over: the feed's start sets ``ready`` however it ends (feed.py), and a start that took
+        longer than its own Redis calls can (``start_timeout``) is given up here.
+        """
         feed = self.feeds.get(topic)
         if feed is None:
             feed = self.feeds[topic] = Feed(self, topic)
         feed.refs += 1
         try:
-            await feed.ready.wait()
+            async with asyncio.timeout(self.start_timeout):
+                await feed.ready.wait()
+        except TimeoutError:
+            self.detach(feed)
+            raise BackendUnavailable(
+                "the topic reader did not start in time; resume from your cursors"
+            ) from None
         except BaseException:
             self.detach(feed)
             raise
@@ -78,28 +103,37 @@ class Hub:
             raise feed.error
         return feed
 
-    def detach(self, feed: Feed) -> None:
+    def detach(self, feed: Feed) -> asyncio.Task[None] | None:
+        """Drop a reference; the last one stops the feed. Returns the feed's start if it is still
+        running (the caller may wait for it with :meth:`settle`)."""
         feed.refs -= 1
         if feed.refs <= 0:
             self.forget(feed)
-            feed.stopped = True
-            self.await_task(feed.task)
+            feed.stop()
+            return self.await_task(feed.task)
+        return None
 
-    def stop_task(self, task: asyncio.Task[None]) -> None:
-        """Cancel ``task``; :meth:`settle` waits for it (and every other task being stopped)."""
+    def stop_task(self, task: asyncio.Task[None]) -> asyncio.Task[None] | None:
+        """Cancel ``task``; returns it while it has not stopped yet (for :meth:`settle`)."""
         if not task.done():
             task.cancel()
-            self.await_task(task)
+            return self.await_task(task)
+        return None
 
-    def await_task(self, task: asyncio.Task[None]) -> None:
-        if not task.done():
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+    def await_task(self, task: asyncio.Task[None]) -> asyncio.Task[None] | None:
+        if task.done():
+            return None
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        return task
 
-    async def settle(self) -> None:
-        """Wait until cancelled readers have really stopped, so none outlives the server's Redis client."""
+    async def settle(self, tasks: Iterable[asyncio.Task[None]] | None = None) -> None:
+        """Wait until ``tasks`` (by default every task being stopped in this hub) have really stopped,
+        so none outlives the server's Redis client. A closing stream passes the tasks it stopped
+        itself: its end (and its status to the client) never waits for other streams' tasks."""
         current = asyncio.current_task()
-        pending = {t for t in self._stopping if t is not current}
+        chosen = self._stopping if tasks is None else tasks
+        pending = {t for t in chosen if t is not current and not t.done()}
         if pending:
             _, late = await asyncio.wait(pending, timeout=SETTLE_TIMEOUT)
             if late:
@@ -128,11 +162,14 @@ class Hub:
                 self._poll_directory(), name="coord-events-topics", context=deadline.detached_context()
             )
 
-    def remove_pattern_subscription(self, subscription: Subscription) -> None:
+    def remove_pattern_subscription(self, subscription: Subscription) -> asyncio.Task[None] | None:
+        """Forget ``subscription``; returns the registry poll it stopped, if it was the last one."""
         self.pattern_subscriptions.discard(subscription)
+        stopped = None
         if not self.pattern_subscriptions and self._directory_task is not None:
-            self.stop_task(self._directory_task)
+            stopped = self.stop_task(self._directory_task)
             self._directory_task = None
+        return stopped
 
     async def _poll_directory(self) -> None:
         # Topics created through other server processes are found here, one registry scan per

@@ -145,7 +145,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 yield self._encoded.frame(frame)
         finally:
             subscription.close()
-            await tenant.hub.settle()
+            await tenant.hub.settle(subscription.stopping)
 
     async def _subscribe_volatile(
         self, tenant: TenantEvents, request: events_pb2.SubscribeRequest
@@ -251,6 +251,8 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                             dead_letter_ids=[format_id(i) for i in frame.dead_letter_ids],
                         )
                     )
+                elif isinstance(frame, GapFrame):
+                    yield events_pb2.ConsumeResponse(gap=_gap_pb(frame))
                 else:
                     yield events_pb2.ConsumeResponse(events=_events_pb(frame.events))
         finally:
@@ -258,8 +260,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 reader.cancel()
                 with contextlib.suppress(BaseException):
                     await reader
-            await session.close()
-            await tenant.hub.settle()
+            await tenant.hub.settle(await session.close())
 
     async def _read_actions(
         self, requests: AsyncIterator[events_pb2.ConsumeRequest], session: ConsumerSession
@@ -507,11 +508,13 @@ def _frame_pb(frame: Frame | VolatileGapFrame) -> events_pb2.SubscribeResponse:
             )
         )
     assert isinstance(frame, GapFrame)
-    return events_pb2.SubscribeResponse(
-        gap=events_pb2.Gap(
-            topic=frame.topic,
-            after_id=format_id(frame.after_id),
-            first_available_id=format_id(frame.first_available_id) if frame.first_available_id else "",
-            last_removed_id=format_id(frame.last_removed_id) if frame.last_removed_id else "",
-        )
+    return events_pb2.SubscribeResponse(gap=_gap_pb(frame))
+
+
+def _gap_pb(frame: GapFrame) -> events_pb2.Gap:
+    return events_pb2.Gap(
+        topic=frame.topic,
+        after_id=format_id(frame.after_id),
+        first_available_id=format_id(frame.first_available_id) if frame.first_available_id else "",
+        last_removed_id=format_id(frame.last_removed_id) if frame.last_removed_id else "",
     )

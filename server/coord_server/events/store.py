@@ -74,6 +74,16 @@ class StreamPosition:
 
 
 @dataclass(frozen=True)
+class GroupRead:
+    """What one read of a consumer group returned: new events for the consumer, and where the group
+    stood just before (its last delivered id, and the oldest stored id then; None if none)."""
+
+    events: list[StoredEvent]
+    last_delivered: StreamId
+    first_stored: StreamId | None
+
+
+@dataclass(frozen=True)
 class GroupInfo:
     name: str
     consumers: int
@@ -97,8 +107,14 @@ class EventsStore:
         self._group_create = scripts["group_create"]
         self._claim = scripts["claim"]
         self._reclaim = scripts["reclaim"]
+        self._read_group = scripts["read_group"]
         self._publish_volatile = scripts["publish_volatile"]
         self.keys = keys
+
+    @property
+    def redis_timeout(self) -> float:
+        """The longest one Redis call of this store waits (COORD_REDIS_TIMEOUT)."""
+        return self._redis.timeout
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -187,9 +203,12 @@ class EventsStore:
         entries = await self._redis.xrange(self._keys.stream(topic), start, "+", 1)
         return parse_id(text(entries[0][0])) if entries else None
 
-    async def wait_after(self, topic: str, after: StreamId, block_ms: int, count: int) -> list[StoredEvent]:
-        """Like read_after, but blocks up to ``block_ms`` for events to arrive (XREAD BLOCK)."""
-        entries = await self._redis.xread_block(self._keys.stream(topic), format_id(after), block_ms, count)
+    def stream_key(self, topic: str) -> str:
+        """The Redis key of ``topic``'s stream, for the process's live readers (readers.py)."""
+        return self._keys.stream(topic)
+
+    def events_of(self, topic: str, entries: Sequence[StreamEntry]) -> list[StoredEvent]:
+        """Entries a live reader read from ``topic``'s stream, as events."""
         return _events(topic, entries)
 
     async def redis_time_ms(self) -> int:
@@ -256,11 +275,19 @@ class EventsStore:
             for g in await self._redis.xinfo_groups(self._keys.stream(topic))
         ]
 
-    async def read_group(self, topic: str, group: str, consumer: str, count: int) -> list[StoredEvent]:
-        """New events for ``consumer`` (XREADGROUP >, not blocking), each delivered for the first time."""
-        stream = self._keys.stream(topic)
-        entries = await _in_group(group, self._redis.xreadgroup(group, consumer, stream, count))
-        return _events(topic, entries, 1)
+    async def read_group(self, topic: str, group: str, consumer: str, count: int) -> GroupRead:
+        """New events for ``consumer`` (XREADGROUP >, not blocking), each delivered for the first time,
+        with where the group stood before the read (one script: nothing lands between the two)."""
+        reply = await _in_group(
+            group, self._redis.run(self._read_group, [self._keys.stream(topic)], [group, consumer, count])
+        )
+        raw_entries, last, first = reply
+        entries = [(entry[0], _pairs(entry[1])) for entry in raw_entries if entry[1]]
+        return GroupRead(
+            _events(topic, entries, 1),
+            parse_id(text(last)) or ZERO_ID,
+            parse_id(text(first)) if first else None,
+        )
 
     async def claim(
         self, topic: str, group: str, consumer: str, min_idle_ms: int, count: int

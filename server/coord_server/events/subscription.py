@@ -86,6 +86,9 @@ class Subscription:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closed: bool = False
     _deferred: list[str] | None = field(default_factory=list)  # names offered while opening
+    # Tasks this stream stopped and that had not ended yet when it closed: its transport waits for
+    # them (hub.settle), and for no other stream's.
+    stopping: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def scan_prefix(self) -> str:
@@ -116,14 +119,15 @@ class Subscription:
             return
         self._closed = True
         self.hub.subscriptions.discard(self)
-        self.hub.remove_pattern_subscription(self)
+        stopped = [self.hub.remove_pattern_subscription(self)]
         for task in list(self._tasks):
-            self.hub.stop_task(task)
+            stopped.append(self.hub.stop_task(task))
         for state in self.states.values():
             if state.feed is not None:
                 state.feed.subscribers.discard(self)
-                self.hub.detach(state.feed)
+                stopped.append(self.hub.detach(state.feed))
                 state.feed = None
+        self.stopping = [task for task in stopped if task is not None]
         self._buffer.clear()
 
     # -- topics ------------------------------------------------------------------------------------
@@ -269,11 +273,20 @@ class Subscription:
         feed.subscribers.add(self)
 
     def _spawn(self, coro: object) -> None:
+        # However a topic's catch-up ends, the stream learns of it: a topic that silently stopped
+        # short of joining its feed would get no event again while heartbeats kept flowing.
         async def guarded() -> None:
             try:
                 await coro  # type: ignore[misc]
             except CoordError as error:
                 self._fail(error)
+            except asyncio.CancelledError:
+                if not self._closed:  # not cancelled by close(): resume rather than go quiet
+                    self.fail_interrupted(BackendUnavailable("a topic's catch-up was cancelled"))
+                raise
+            except Exception:
+                log.exception("a topic's catch-up failed")
+                self.fail_interrupted(BackendUnavailable("a topic's catch-up failed"))
 
         task = asyncio.create_task(guarded())
         self._tasks.add(task)

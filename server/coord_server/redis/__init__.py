@@ -6,6 +6,7 @@
 - ``coalesce.py``  redis-py with concurrent batches merged into pipelines (Cluster, TLS).
 - ``commands.py``  typed non-script commands (streams, groups, registry, clock, PUBLISH).
 - ``pubsub.py``    a Pub/Sub subscription.
+- ``blocking.py``  connections of their own for blocking stream reads (XREAD BLOCK), and waking them.
 - ``scripts.py``   Lua scripts from package data, with ``-- @include`` libraries composed.
 - ``deadline.py``  the RPC deadline: the one owner of its context variable.
 - ``security.py``  the password file and TLS files added to a Redis URL.

@@ -29,6 +29,10 @@ CLIENT_COMMANDS: tuple[str, ...] = (
     "publish",
     "subscribe",
     "unsubscribe",
+    # The live topic readers (events/readers.py): a reader's connection id, and waking its blocked
+    # XREAD when a topic joins it (redis/blocking.py).
+    "client|id",
+    "client|unblock",
     # Redis Cluster clients: the slot map, and the command table redis-py routes by.
     "cluster|slots",
     "command",
@@ -70,6 +74,9 @@ SCRIPT_COMMANDS: tuple[str, ...] = (
     "xautoclaim",
     "xpending",
     "xgroup|create",
+    "xinfo|groups",
+    "xrange",
+    "xreadgroup",
 )
 
 KEY_PATTERN = "~coord:*"

@@ -30,8 +30,7 @@ from redis.retry import Retry
 from ..config import ConfigError
 from ..errors import BackendUnavailable, DeadlineExceeded
 from ..redact import redact_url
-from ..sentinel_url import SCHEME as SENTINEL_SCHEME
-from ..sentinel_url import parse_sentinel_url
+from ..sentinel_url import is_sentinel_url, parse_sentinel_url
 from . import deadline, pipe
 from .coalesce import Coalescer
 from .commands import Commands
@@ -90,20 +89,25 @@ class RedisBackend(Commands):
         """
         # No socket_timeout: every call is bounded already, and redis-py would wrap each send in
         # asyncio.wait_for (a Task per command), which cost ~20% of a cache Get's server CPU.
+        security = security or RedisSecurity()
         common: dict[str, Any] = {
             "socket_connect_timeout": min(timeout, 1.0),
             "health_check_interval": 5,
             # No CLIENT SETINFO on connecting: Coord's ACL user is not granted it (docs/security.md),
             # and Redis 7.2+ would log each refusal in its ACL LOG.
             "driver_info": None,
-            **(security or RedisSecurity()).connection_options(url),
+            **security.connection_options(url),
         }
+        sentinel_options = security.sentinel_options(url)
         client: Client
         try:
             if cluster:
-                client = RedisCluster.from_url(url, **common)
-            elif url.startswith(SENTINEL_SCHEME):
-                client = _sentinel_master(url, timeout, common)
+                # No hidden retries here either: redis-py's default would retry a node's LOADING or
+                # lost connection with backoff (closing every connection of the client in between)
+                # until the caller's budget ran out, instead of answering with the state at once.
+                client = RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+            elif is_sentinel_url(url):
+                client = _sentinel_master(url, timeout, common, sentinel_options)
             else:
                 # No hidden retries: our own bound decides how long a caller waits.
                 client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
@@ -288,7 +292,9 @@ def _executor_for(client: Client, timeout: float, coalesce: bool) -> Executor:
     return shared if shared is not None else Coalescer(client, timeout)
 
 
-def _sentinel_master(url: str, timeout: float, common: dict[str, Any]) -> aioredis.Redis:
+def _sentinel_master(
+    url: str, timeout: float, common: dict[str, Any], sentinel_options: dict[str, Any]
+) -> aioredis.Redis:
     """A client of the master the sentinels of ``url`` name, asked again on each new connection.
 
     Built once per backend (redis-py's ``master_for`` makes a new pool per call). No retries, as for a
@@ -300,12 +306,22 @@ def _sentinel_master(url: str, timeout: float, common: dict[str, Any]) -> aiored
         target = parse_sentinel_url(url)
     except ValueError:
         raise ConfigError(f"redis url: {redact_url(url)!r} is not a usable Sentinel URL") from None
-    # The sentinels get no credentials (none are taken for them) and a socket timeout of their own:
+    # The sentinels get their own credentials (never the master's) and a socket timeout of their own:
     # the master lookup runs inside a connect, which every call's bound already covers.
     connect = common["socket_connect_timeout"]
-    sentinel_kwargs = {"socket_connect_timeout": connect, "socket_timeout": timeout, "driver_info": None}
+    sentinel_kwargs = {
+        "socket_connect_timeout": connect,
+        "socket_timeout": timeout,
+        "driver_info": None,
+        # No retries of one sentinel (redis-py's default retries each, with backoff, for seconds):
+        # the lookup goes on to the next sentinel, and a refusal (a wrong password) is seen at once.
+        "retry": Retry(NoBackoff(), 0),
+        **sentinel_options,
+    }
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     credentials: dict[str, Any] = {"db": target.db}
+    if target.tls:
+        credentials["ssl"] = True  # the pool then makes SentinelManagedSSLConnections
     if target.username is not None:
         credentials["username"] = target.username
     if target.password is not None:
@@ -344,6 +360,6 @@ def _pipe_for(client: Client, timeout: float) -> RespPipe | None:
 
 def _describe(url: str, cluster: bool) -> str:
     """The URL without any password (userinfo or ``password=`` option), for logs and messages."""
-    if url.startswith(SENTINEL_SCHEME):
+    if is_sentinel_url(url):
         return f"sentinels {redact_url(url)}"
     return f"{'cluster seed ' if cluster else ''}{redact_url(url)}"

@@ -1,5 +1,6 @@
 """The few commands Coord sends besides its scripts: stream reads, consumer groups, the topic
-registry, the Redis clock and Pub/Sub, as typed methods of the backend.
+registry, the Redis clock and Pub/Sub, as typed methods of the backend. (Blocking stream reads hold
+a connection of their own: ``blocking.py``.)
 
 They go through redis-py (its reply parsing, and on a cluster its routing by key), each bounded like a
 script call; stores call these and never see a redis-py client. Multi-step writes are never here:
@@ -12,9 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-from redis.asyncio.cluster import RedisCluster
-
-from ..errors import BackendUnavailable
 from .executor import Client, ReplyError, text
 from .pubsub import Bounded, PubSub
 
@@ -70,27 +68,6 @@ class Commands:
         # redis-py's stubs allow str and None too; Coord's client returns bytes, and XRANGE no holes.
         entries: Any = await self.bounded(self._client.xrange(key, start, end, count))
         return list(entries)
-
-    async def xread_block(
-        self: _Backend, key: str, after: str, block_ms: int, count: int
-    ) -> list[StreamEntry]:
-        """Up to ``count`` entries of stream ``key`` with ids after ``after``, waiting up to ``block_ms``
-        for the first one (XREAD BLOCK); [] when none came. ``block_ms`` must leave the call within
-        the Redis timeout."""
-        client = self._client
-        reply: Any
-        if isinstance(client, RedisCluster):
-            # Straight to the node owning the key: a failed blocking read then just fails (the
-            # reader reports it and subscribers resume), instead of starting a cluster-wide
-            # reconnect from inside a read that may be abandoned at shutdown.
-            node = client.get_node_from_key(key)
-            if node is None:
-                raise BackendUnavailable("no Redis Cluster node serves the topic's slot")
-            command = ("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, after)
-            reply = await self.bounded(node.execute_command(*command))
-        else:
-            reply = await self.bounded(client.xread({key: after}, count, block_ms))
-        return [entry for _, entries in reply or () for entry in entries]
 
     async def xinfo_stream(self: _Backend, key: str) -> XinfoStream | None:
         """XINFO STREAM of ``key``; None when the stream does not exist."""

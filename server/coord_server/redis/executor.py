@@ -43,6 +43,9 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     rex.MasterDownError,
     rex.ReadOnlyError,
     rex.ClusterError,
+    # Not a RedisError: redis-py's cluster client raises it when refreshing its slot map finds no node
+    # it can connect to ("Redis Cluster cannot be connected"), or nodes that disagree mid-failover.
+    rex.RedisClusterException,
     rex.MaxConnectionsError,
     ConnectionError,
     OSError,

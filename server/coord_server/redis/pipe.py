@@ -200,6 +200,10 @@ class RespPipe:
             return []
         if self._protocol is None or self._is_stale():
             await self._connect(budget)
+            if self._protocol is None:
+                # Lost again before this call resumed: queued now, its reply slot would have no
+                # command, and the next connection's replies would go to the wrong callers.
+                raise rex.ConnectionError("connection to Redis lost")
         future: asyncio.Future[list[Any]] = self._loop.create_future()
         self._send(_Many(future, len(commands)), [_pack(c) for c in commands])
         timer = self._loop.call_later(budget, _expire, future)
@@ -271,6 +275,8 @@ class RespPipe:
             _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self._path)
         else:
             _, protocol = await loop.create_connection(lambda: _Protocol(self), self._host, self._port)
+        if protocol.transport is None:  # reset before this ran: calls queued on it would wait in vain
+            raise rex.ConnectionError("connection to Redis lost as it opened")
         self._owner = protocol  # nothing else is waiting: callers queue behind self._connecting
         setup: list[tuple[Arg, ...]] = []
         if self._password is not None:

@@ -12,6 +12,7 @@ RetryInfo), so the rate limiter's failure modes and clients' retries see one kin
 from __future__ import annotations
 
 import redis.exceptions as rex
+from redis.asyncio.sentinel import MasterNotFoundError
 
 from ..errors import BackendOutOfMemory, BackendUnavailable
 from .executor import UNAVAILABLE
@@ -50,6 +51,12 @@ def backend_state(exc: BaseException) -> BackendUnavailable | None:
             if isinstance(exc, cls):
                 state = BackendUnavailable(message, metadata={"state": word})
                 break
+    if state is None and isinstance(exc, MasterNotFoundError):
+        # redis-py's message is the repr of every sentinel client: say what it means instead.
+        message = "no sentinel names a reachable Redis primary"
+        if "AuthenticationError" in str(exc):
+            message += "; a sentinel refused the credentials (COORD_REDIS_SENTINEL_PASSWORD_FILE)"
+        state = BackendUnavailable(message, metadata={"state": "NO_PRIMARY"})
     if state is None and isinstance(exc, UNAVAILABLE):
         state = BackendUnavailable(f"Redis is unavailable: {type(exc).__name__}")
     if state is not None:
