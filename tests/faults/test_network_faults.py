@@ -492,7 +492,7 @@ def one_node_blackholed(
         wait_for(all_answer, "every key to answer after healing", PHASE)
         check_cache(history)
     stop_cleanly(coord)
-    # Last, so that the checks above run even where this part is a known defect (see the xfail below).
+    # Last, so that the checks above run whatever this part finds.
     calls = (len(keys) - len(on_first)) * (1 + concurrently)
     failed_healthy = sum("healthy" in w for w in wrong)
     assert not wrong, f"{failed_healthy} of {calls} calls to healthy nodes failed:\n" + "\n".join(wrong)
@@ -508,15 +508,9 @@ def test_one_cluster_node_blackholed(
     assert coord_errors() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect: on a Cluster the Coalescer sends one pipeline at a time for all nodes, so a "
-    "batch stuck on the unreachable master holds every call queued behind it, and calls on healthy "
-    "masters fail UNAVAILABLE with it (redis/coalesce.py)",
-)
 def test_one_cluster_node_blackholed_concurrent_calls_to_other_nodes_succeed(
     proxied_cluster: ProxiedCluster, start_coord: Callable[..., CoordThread]
 ) -> None:
-    """The same with calls in parallel: a call on a healthy master must not fail for another's fault."""
+    """The same with calls in parallel: a call on a healthy master must not fail for another's fault
+    (the coalescer keeps a lane per master, so a pipeline stuck on the dead one holds only its own)."""
     one_node_blackholed(proxied_cluster, start_coord, concurrently=True)
