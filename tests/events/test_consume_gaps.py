@@ -75,6 +75,26 @@ def test_a_caught_up_group_gets_no_gap_and_a_new_group_none_for_old_history(
     consumer.close()
 
 
+def test_a_group_that_read_everything_gets_no_gap_when_its_last_event_is_trimmed(
+    coord: CoordUnderTest, stub
+) -> None:
+    """Trimming past the group's own last event removes nothing it had not read: no Gap (Redis 7
+    counts the group's lag, which says so exactly)."""
+    ids = publish_many(stub, "steady.jobs", [b"%d" % i for i in range(4)])
+    consumer = Consumer(stub, "steady.jobs", "steady", initial_credits=4, ack_timeout=ms(60_000))
+    read = consumer.events(4)
+    assert [e.id for e in read] == ids
+    consumer.ack(*ids)
+    later = publish_many(stub, "steady.jobs", [b"a", b"b"])
+    with coord.redis() as r:  # everything the group read is gone; the two new events are stored
+        assert r.xtrim(_stream_key("steady.jobs"), maxlen=2, approximate=False) == 4
+    consumer.credit(10)
+    frames = _frames(consumer, 2)
+    assert [f.WhichOneof("frame") for f in frames] == ["events"] * len(frames)
+    assert [e.id for f in frames for e in f.events.events] == later
+    consumer.close()
+
+
 def test_publishing_past_the_max_length_while_a_group_lags_reports_the_gap(
     redis_single: RedisProcess, start_coord: Callable[..., CoordThread]
 ) -> None:

@@ -94,3 +94,13 @@ def test_group_loss_is_every_stored_event_newer_than_the_groups_position():
     assert group_loss((12, 0), (10, 0)) is None  # older events still stored: nothing after it removed
     assert group_loss((12, 0), None) is None  # nothing stored: nothing delivered next either
     assert group_loss(ZERO_ID, (15, 0)) is None  # read nothing yet: history it never asked for
+
+
+def test_group_loss_is_exact_where_redis_counts_the_groups_lag():
+    # Trimmed past the group's own last event, but it had read everything before: no loss.
+    assert group_loss((12, 0), (15, 0), lag=3, length=3) is None
+    assert group_loss((12, 0), (15, 0), lag=0, length=0) is None
+    # Five undelivered entries removed: a loss.
+    assert group_loss((12, 0), (15, 0), lag=8, length=3) == Loss((15, 0))
+    # Redis can't tell (6.2, or XDEL in the range): the position rule, erring toward saying it.
+    assert group_loss((12, 0), (15, 0), lag=None, length=3) == Loss((15, 0))

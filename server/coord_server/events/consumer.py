@@ -156,7 +156,7 @@ class ConsumerSession:
             if self.credit - len(delivered) > 0:
                 want = min(self.credit - len(delivered), READ_BATCH)
                 read = await self.store.read_group(s.topic, s.group, s.consumer, want)
-                loss = group_loss(read.last_delivered, read.first_stored)
+                loss = group_loss(read.last_delivered, read.first_stored, read.lag, read.length)
                 if loss is not None:
                     log.info(
                         "events of topic %r were trimmed before group %r read them (after %s)",

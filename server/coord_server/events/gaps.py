@@ -103,18 +103,27 @@ def overtaken(stream: StreamPosition, after: StreamId) -> bool:
     return True if not stream.exists else trimmed_past(stream, after)
 
 
-def group_loss(last_delivered: StreamId, first_stored: StreamId | None) -> Loss | None:
+def group_loss(
+    last_delivered: StreamId, first_stored: StreamId | None, lag: int | None = None, length: int = 0
+) -> Loss | None:
     """Whether retention removed events a consumer group never read: the group had everything up to
     ``last_delivered`` delivered, and ``first_stored`` is the oldest event stored now (both read in one
-    atomic step with the group's next read). Trimming removes the oldest first, so every stored event
-    being newer than the group's position means events after it were removed, the newest removed
-    possibly being the group's own last one (then nothing was lost in fact, but Redis does not say).
+    atomic step with the group's next read).
+
+    Where Redis counts the group's ``lag`` (entries added but not yet delivered to it; Redis 7), the
+    answer is exact: trimming removes the oldest entries first, so a lag above the stream's ``length``
+    means that many undelivered entries were removed, and a lag within it that none were. Otherwise
+    (Redis 6.2, or an XDEL in the range) every stored event being newer than the group's position
+    means events after it were removed, the newest removed possibly being the group's own last one
+    (then nothing was lost in fact, but Redis does not say).
 
     A group at 0-0 has read nothing yet: it was created at the beginning of the topic, and what
     retention removes before its first read is history it never asked for by position (as for a
     subscription starting at EARLIEST), so no Gap."""
     if last_delivered == ZERO_ID or first_stored is None or first_stored <= last_delivered:
         return None
+    if lag is not None and lag <= length:
+        return None  # every entry not yet delivered to the group is still stored
     return Loss(first_stored)
 
 

@@ -81,6 +81,8 @@ class GroupRead:
     events: list[StoredEvent]
     last_delivered: StreamId
     first_stored: StreamId | None
+    lag: int | None = None  # entries added but not yet delivered to the group (None: Redis can't tell)
+    length: int = 0  # the stream's length then
 
 
 @dataclass(frozen=True)
@@ -281,12 +283,14 @@ class EventsStore:
         reply = await _in_group(
             group, self._redis.run(self._read_group, [self._keys.stream(topic)], [group, consumer, count])
         )
-        raw_entries, last, first = reply
+        raw_entries, last, first, lag, length = reply
         entries = [(entry[0], _pairs(entry[1])) for entry in raw_entries if entry[1]]
         return GroupRead(
             _events(topic, entries, 1),
             parse_id(text(last)) or ZERO_ID,
             parse_id(text(first)) if first else None,
+            int(lag) if int(lag) >= 0 else None,
+            int(length),
         )
 
     async def claim(
