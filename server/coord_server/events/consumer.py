@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_CREDIT = 10_000
 READ_BATCH = 256
+LEAVE_OTHERS = 16  # idle consumers holding nothing that one leaving stream also takes out
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,19 @@ class ConsumerSession:
             if stopped is not None:
                 stopping.append(stopped)
             self._feed = None
+        s = self.spec
         if self._held:
             held, self._held = sorted(self._held), set()
-            s = self.spec
             try:
                 await self.store.set_idle(s.topic, s.group, s.consumer, held, s.ack_timeout_ms)
             except Exception as exc:  # best effort: the ack timeout hands them over anyway
                 log.debug("releasing %d held events of %s failed: %r", len(held), s.consumer, exc)
+        try:
+            # Each stream joins under a name of its own: without this, a group's consumer list (in
+            # Redis, for as long as the topic lives) would grow by one per stream that ever read.
+            await self.store.leave(s.topic, s.group, s.consumer, s.ack_timeout_ms, LEAVE_OTHERS)
+        except Exception as exc:  # best effort: a later stream's leave takes this one out
+            log.debug("leaving group %s as %s failed: %r", s.group, s.consumer, exc)
         return stopping
 
     # -- client actions ----------------------------------------------------------------------------

@@ -109,6 +109,7 @@ class EventsStore:
         self._group_create = scripts["group_create"]
         self._claim = scripts["claim"]
         self._reclaim = scripts["reclaim"]
+        self._leave = scripts["leave"]
         self._read_group = scripts["read_group"]
         self._publish_volatile = scripts["publish_volatile"]
         self.keys = keys
@@ -316,6 +317,12 @@ class EventsStore:
         """Set the idle time of those ``ids`` still pending with ``consumer``; returns how many were."""
         args: list[ScriptArg] = [group, consumer, idle_ms, *map(format_id, ids)]
         return int(await _in_group(group, self._redis.run(self._reclaim, [self._keys.stream(topic)], args)))
+
+    async def leave(self, topic: str, group: str, consumer: str, idle_ms: int, others: int) -> int:
+        """Take ``consumer`` out of its group if it holds nothing, with up to ``others`` consumers that
+        hold nothing and were idle ``idle_ms``; returns how many were deleted."""
+        args: list[ScriptArg] = [group, consumer, idle_ms, others]
+        return int(await self._redis.run(self._leave, [self._keys.stream(topic)], args))
 
 
 async def _in_group(group: str, awaitable: Awaitable[T]) -> T:
