@@ -488,9 +488,10 @@ def start_coord() -> Iterator[Callable[..., CoordThread]]:
 
 @pytest.fixture(autouse=True)
 def _no_leaked_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests build their settings explicitly; never pick up a developer's COORD_* environment.
+    # Tests build their settings explicitly; never pick up a developer's COORD_* environment, nor an
+    # OTEL_* one (COORD_TRACING=auto would turn tracing on in every test server).
     for name in list(os.environ):
-        if name.startswith("COORD_"):
+        if name.startswith(("COORD_", "OTEL_")):
             monkeypatch.delenv(name)
 
 
@@ -498,7 +499,7 @@ def start_server_process(redis_url: str, log: Path) -> tuple[subprocess.Popen[by
     """A Coord server in a process of its own (its memory measured alone, or frozen with SIGSTOP):
     the process and its target; the caller stops it."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COORD_", "OTEL_"))}
     with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "coord_server", "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url,

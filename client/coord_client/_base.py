@@ -48,6 +48,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from . import _tracing
 from ._tls import BearerToken, TLSConfig, TokenSource, check_token_transport
 from .errors import CoordError, DeadlineExceeded, from_grpc_error
 
@@ -250,11 +251,18 @@ class BaseTransport(Generic[ChannelT]):
     @property
     def metadata(self) -> tuple[tuple[str, str], ...] | None:
         """Sent with every call, streams included (the service modules open those themselves): the
-        client's metadata and its token, asked for again on each call when it is a callable."""
+        client's metadata and its token, asked for again on each call when it is a callable, and
+        the caller's trace context when it is inside an OpenTelemetry span (_tracing.py)."""
         if self._dynamic:
             assert self._token is not None
-            return (*self._metadata, self._token.header())
-        return self._fixed
+            base: tuple[tuple[str, str], ...] | None = (*self._metadata, self._token.header())
+        else:
+            base = self._fixed
+        if _tracing.AVAILABLE:
+            trace_context: tuple[tuple[str, str], ...] = _tracing.headers()
+            if trace_context:
+                return (*(base or ()), *trace_context)
+        return base
 
     def policy(self, method: str) -> RetryPolicy | None:
         """The retry policy of ``method``: none unless the service config marks it idempotent."""

@@ -33,6 +33,7 @@ from ._base import (
     sync_channel,
 )
 from ._tls import TLSConfig, TokenSource
+from .admin import AdminAPI, AsyncAdminAPI
 from .cache import AsyncCacheAPI, CacheAPI
 from .events import AsyncEventsAPI, EventsAPI
 from .lock import AsyncLockAPI, LockAPI
@@ -106,6 +107,7 @@ class Client(_ClientBase[grpc.Channel]):
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
         self.session = SessionAPI(t)
         self.events = EventsAPI(t)
+        self.admin = AdminAPI(t)
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -161,6 +163,7 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         self.limit = self.ratelimit.limit
         self.session = AsyncSessionAPI(t)
         self.events = AsyncEventsAPI(t)
+        self.admin = AsyncAdminAPI(t)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

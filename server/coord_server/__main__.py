@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from . import logs, metrics
 from .app import serve
 from .config import ConfigError, Settings, load_settings
 from .embedded import EmbeddedRedis, _die_with_parent
@@ -53,11 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_exposure(settings)
     except ConfigError as exc:
         return _configuration_error(exc)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     supervise = settings.workers > 1 and _WORKER_ENV not in os.environ
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
@@ -85,6 +82,10 @@ async def _supervise(settings: Settings, args: list[str]) -> int:
         embedded = EmbeddedRedis(settings.data_dir)
         worker_args += ["--redis-url", await embedded.start()]  # a later flag wins over an earlier one
     env = {**os.environ, _WORKER_ENV: str(os.getpid())}
+    merged: metrics.WorkersMetrics | None = None
+    if settings.metrics_listen:  # the workers serve theirs to this process, which serves them merged
+        merged = metrics.WorkersMetrics()
+        env[metrics.WORKER_SOCKETS_ENV] = str(merged.directory)
     workers: list[asyncio.subprocess.Process] = []
     stopping = False
     loop = asyncio.get_running_loop()
@@ -100,6 +101,8 @@ async def _supervise(settings: Settings, args: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, forward, sig)
     try:
+        if merged is not None:
+            await merged.listen(settings.metrics_listen)
         for _ in range(settings.workers):
             workers.append(
                 await asyncio.create_subprocess_exec(
@@ -128,6 +131,8 @@ async def _supervise(settings: Settings, args: list[str]) -> int:
                 await worker.wait()
         if embedded is not None:
             await embedded.stop()
+        if merged is not None:
+            await merged.close()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from . import _streams
+from . import _streams, access_log, logs, tenancy, tracing
 from ._decoding import Malformed, decoder
 from .errors import (
     BackendOutOfMemory,
@@ -45,6 +45,7 @@ from .errors import (
     TooLarge,
     Unauthenticated,
 )
+from .metrics import grpc_server as rpc_metrics
 from .redis import deadline
 
 log = logging.getLogger("coord_server.rpc")
@@ -206,14 +207,26 @@ def stream_rpc(method: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Res
     return wrapper
 
 
+# Reasons every call shares while Redis is away: logged once, then folded (logs.OutageFilter).
+_FOLDED_REASONS = frozenset({"BACKEND_UNAVAILABLE", "BACKEND_OUT_OF_MEMORY"})
+
+
 def _log_error(name: str, error: CoordError) -> None:
     code = status_code_of(error)
     if isinstance(error, ShuttingDown):
         log.debug("%s: ended by the shutdown", name)  # the app logs how many streams it ended
-    elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        log.warning("%s: %s (%s)", name, error.message, error.reason)
-    else:
-        log.debug("%s: %s (%s)", name, error.message, error.reason)
+        return
+    level = (
+        logging.WARNING
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        else logging.DEBUG
+    )
+    if not log.isEnabledFor(level):
+        return
+    extra = {"method": name, "code": code.name, "reason": error.reason, "tenant": tenancy.bound()}
+    if error.reason in _FOLDED_REASONS:
+        extra[logs.FOLD_KEY] = error.reason
+    log.log(level, "%s: %s (%s)", name, error.message, error.reason, extra=extra)
 
 
 def item_status(name: str, error: Exception) -> status_pb2.Status:
@@ -345,10 +358,15 @@ def add_service(
       at once, telling the client so (_streams.py);
     - the methods named in ``preencoded`` may also yield ``bytes``: a reply already serialized, sent
       as is. A server stream that sends one message to many subscribers encodes it once, not once
-      per stream.
+      per stream;
+    - when they are on for ``server``, the access log, the metrics and tracing (a SERVER span per
+      call, the caller's ``traceparent`` its parent: tracing/) wrap every method.
     """
     handlers = {}
     streams = _streams.of(server)
+    metrics = rpc_metrics.of(server)  # None when metrics are off: nothing below is wrapped for them
+    access = access_log.enabled(server)  # likewise for the access log
+    traced = tracing.of(server)  # and for tracing (a span per call)
     for method in service.methods:
         request = GetMessageClass(method.input_type)
         encode: Callable[[Any], bytes] = GetMessageClass(method.output_type).SerializeToString
@@ -360,9 +378,23 @@ def add_service(
             behaviour = _answering_malformed(behaviour, method.client_streaming)
         if method.client_streaming or method.server_streaming:
             behaviour = _ended_on_shutdown(behaviour, streams)
+        decode = decoder(request, streaming=method.client_streaming)
+        if access is not None:
+            behaviour = access_log.wrap(behaviour, f"/{service.full_name}/{method.name}", access)
+        if metrics is not None:  # outermost: a status set by any wrapper above is the one counted
+            counted = rpc_metrics.MethodMetrics(
+                metrics, service.full_name, method.name, method.client_streaming, method.server_streaming
+            )
+            behaviour, decode, encode = (
+                counted.behaviour(behaviour),
+                counted.deserializer(decode),
+                counted.serializer(encode),
+            )
+        if traced is not None:  # around the metrics: the access log line and every span inside it
+            behaviour = traced.method(service.full_name, method.name).behaviour(behaviour)
         handlers[method.name] = kind(
             behaviour,
-            request_deserializer=decoder(request, streaming=method.client_streaming),
+            request_deserializer=decode,
             response_serializer=encode,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

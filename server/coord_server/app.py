@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from . import _streams, auth, cache, events, lock, ratelimit, session
+from . import _streams, access_log, admin, auth, cache, events, lock, metrics, ratelimit, session, tracing
 from ._grpc import add_service
 from .config import Settings
 from .embedded import EmbeddedRedis
-from .errors import StartupError
+from .errors import CoordError, StartupError
+from .eviction import EvictionCheck
 from .health import HealthMonitor
 from .ratelimit.policies import PolicyRegistry
 from .redis import RedisBackend
@@ -40,6 +41,7 @@ SERVICES: tuple[ServiceInstaller, ...] = (
     session.add_to_server,
     events.add_to_server,
     lock.add_to_server,
+    admin.add_to_server,
 )
 
 
@@ -100,6 +102,12 @@ def build_server(settings: Settings, redis: RedisBackend) -> BuiltServer:
     guard = auth.build(settings)  # None when authentication is off: no interceptor, no per-call cost
     interceptors = [guard.interceptor] if guard is not None else []
     server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+    metrics.enable(server, settings)  # before the services: each method binds its series (none when off)
+    traced = tracing.enable(server, settings)  # likewise: each method binds its span (nothing when off)
+    if traced is not None:  # and a span around each script batch, under its RPC's
+        redis.script_spans = traced.scripts(redis.address)
+    if settings.access_log:
+        access_log.attach(server, settings.tenant)  # likewise before the services
     policies = ratelimit.load_policies(settings)
     names = [
         ratelimit.add_to_server(server, redis, settings, policies),
@@ -131,6 +139,7 @@ class RunningServer:
     policies: PolicyRegistry
     tls: ServerTLS | None = None  # the certificates it serves, when it serves TLS
     auth: auth.Auth | None = None  # its callers' identities and limits, when authentication is on
+    metrics_port: int | None = None  # where it serves /metrics (COORD_METRICS_LISTEN), when it does
 
     @property
     def target(self) -> str:
@@ -158,7 +167,7 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if settings.embedded:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, settings.embedded_maxmemory)
         url = await embedded.start()
     redis: RedisBackend | None = None
     server: grpc.aio.Server | None = None
@@ -180,16 +189,12 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
         )
         built = build_server(settings, redis)
         server, monitor = built.server, built.health
-        try:
-            if tls is None:
-                port = server.add_insecure_port(settings.listen)
-            else:
-                port = server.add_secure_port(settings.listen, tls.credentials())
-        except RuntimeError as exc:
-            raise StartupError(
-                f"cannot listen on {settings.listen}: the address is in use or not available here "
-                "(set COORD_LISTEN or --listen to another host:port)"
-            ) from exc
+        # Before binding: EvictionPolicyError when Redis may evict Coord's keys; when Redis does not
+        # answer yet, the check the health monitor's first good probe runs.
+        monitor.gate = await _check_eviction(redis, settings)
+        # None when metrics are off; stopped first thing in redis.close().
+        exporter = await metrics.start(settings, server, redis, monitor)
+        port = _bind(server, settings, tls)
         await server.start()
         where = "embedded redis-server at " + url if embedded else redis.description
         # Logged before the first probe: health turns SERVING inside it, and whoever waits for
@@ -200,7 +205,17 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
         security = "plaintext" if tls is None else "mTLS" if tls.mutual else "TLS"
         log.info("Coord listening on %s; %s; Redis: %s", address, security, where)
         await monitor.start()
-        yield RunningServer(server, port, redis, monitor, embedded, built.policies, tls=tls, auth=built.auth)
+        yield RunningServer(
+            server,
+            port,
+            redis,
+            monitor,
+            embedded,
+            built.policies,
+            tls=tls,
+            auth=built.auth,
+            metrics_port=exporter.port if exporter is not None else None,
+        )
     finally:
         log.info("shutting down: NOT_SERVING, draining in-flight RPCs for up to %gs", settings.shutdown_grace)
         if monitor is not None:
@@ -216,7 +231,34 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
             await redis.close()
         if embedded is not None:
             await embedded.stop()
+        if server is not None:
+            await tracing.flush(server)  # the last calls' spans, before the process may exit
         log.info("Coord stopped")
+
+
+def _bind(server: grpc.aio.Server, settings: Settings, tls: ServerTLS | None) -> int:
+    """Bind COORD_LISTEN (with TLS when configured); the port bound."""
+    try:
+        if tls is None:
+            return server.add_insecure_port(settings.listen)
+        return server.add_secure_port(settings.listen, tls.credentials())
+    except RuntimeError as exc:
+        raise StartupError(
+            f"cannot listen on {settings.listen}: the address is in use or not available here "
+            "(set COORD_LISTEN or --listen to another host:port)"
+        ) from exc
+
+
+async def _check_eviction(redis: RedisBackend, settings: Settings) -> Callable[[], Awaitable[bool]] | None:
+    """Refuse a Redis that may evict Coord's keys (eviction.py). When Redis does not answer yet, the
+    check to run on the health monitor's first probe that reaches it; None when it passed."""
+    check = EvictionCheck(redis, settings.allow_eviction)
+    try:
+        await check.run()
+    except CoordError as exc:  # unreachable, loading...: the same call succeeds once it answers
+        log.warning("cannot check Redis's maxmemory-policy yet (%s); checking when Redis answers", exc)
+        return check.run_deferred
+    return None
 
 
 async def serve(settings: Settings) -> None:

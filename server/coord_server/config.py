@@ -31,8 +31,10 @@ from .sentinel_url import is_sentinel_url, parse_sentinel_url
 T = TypeVar("T")
 Kind = Literal["text", "bool", "int", "size", "duration", "path"]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|k|m|g)?\s*$", re.IGNORECASE)
+# kb/mb/gb as Redis reads them in redis.conf (maxmemory 512mb): powers of 1024.
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|kb|mb|gb|k|m|g)?\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
+_UNIT_BYTES.update(kb=1024, mb=1 << 20, gb=1 << 30)
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The JWT algorithms PyJWT verifies ("none" is deliberately absent: unsigned tokens are never accepted).
@@ -41,6 +43,7 @@ _JWT_ALGORITHMS = (
     "ES256", "ES256K", "ES384", "ES512", "ES521", "EdDSA",
 )  # fmt: skip
 _REFLECTION = ("auto", "on", "off")
+_TRACING = ("auto", "on", "off")
 # gRPC channel arguments are C ints: the connection limits (durations in ms) must fit in one.
 _GRPC_INT_MAX = 2**31 - 1
 _METAVARS: dict[Kind, str] = {
@@ -207,6 +210,18 @@ class Settings:
     data_dir: Path = path(  # noqa: RUF009
         Path(".coord"), "COORD_DATA_DIR", "directory of the embedded Redis (created 0700)"
     )
+    embedded_maxmemory: int = size(
+        0,
+        "COORD_EMBEDDED_MAXMEMORY",
+        "maxmemory of the embedded Redis (512MiB, 2g...), which always runs with maxmemory-policy "
+        "noeviction: past it writes fail with RESOURCE_EXHAUSTED; 0: no limit",
+    )
+    allow_eviction: bool = boolean(
+        False,
+        "COORD_ALLOW_EVICTION",
+        "1: start even when Redis's maxmemory-policy may evict Coord's keys (locks, sessions, events); "
+        "otherwise any policy but noeviction stops the server at start (docs/operations.md)",
+    )
     max_message_bytes: int = size(
         4 << 20,
         "COORD_MAX_MESSAGE_SIZE",
@@ -219,6 +234,12 @@ class Settings:
         zero="cancel the calls at once",
     )
     log_level: str = text("INFO", "COORD_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    access_log: bool = boolean(
+        False, "COORD_ACCESS_LOG", "log one INFO line per RPC (method, code, duration, tenant, peer)"
+    )
+    log_format: str = text(
+        "text", "COORD_LOG_FORMAT", "text, or json: one JSON object per line (time, level, message, RPC)"
+    )
     redis_timeout: float = duration(
         2.0, "COORD_REDIS_TIMEOUT", "longest wait for one Redis call (the RPC deadline bounds it further)"
     )
@@ -242,6 +263,18 @@ class Settings:
         1,
         "COORD_WORKERS",
         "server processes sharing the listen port (SO_REUSEPORT); above 1 this one supervises",
+    )
+    metrics_listen: str = text(
+        "",
+        "COORD_METRICS_LISTEN",
+        "host:port serving Prometheus /metrics (e.g. 127.0.0.1:9464; with workers, the supervisor serves "
+        "all of them merged); empty: no metrics",
+    )
+    tracing: str = text(
+        "auto",
+        "COORD_TRACING",
+        "OpenTelemetry tracing: on, off, or auto (on when OTEL_TRACES_EXPORTER names an exporter, not none); "
+        "the OTEL_* variables configure it (docs/operations.md, Tracing)",
     )
 
     # -- client connections: what one connection may hold, and for how long --------------------
@@ -526,8 +559,7 @@ class Settings:
             ):
                 least = "0 or longer" if spec.zero else "longer than zero"
                 raise ConfigError(f"{spec.env}: must be {least} (got {value!r})")
-        if self.log_level.upper() not in _LOG_LEVELS:
-            raise ConfigError(f"log level: {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        self._validate_observability()
         if ":" not in self.listen:
             raise ConfigError(f"listen: {self.listen!r} must be host:port")
         if not _TENANT.fullmatch(self.tenant):  # fullmatch: "$" would let a trailing newline in
@@ -584,6 +616,15 @@ class Settings:
         self._validate_auth()
         self._validate_redis_access()
         return self
+
+    def _validate_observability(self) -> None:
+        """The log's level and format, and tracing."""
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise ConfigError(f"log level: {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"COORD_LOG_FORMAT: {self.log_format!r} is not text or json")
+        if self.tracing not in _TRACING:
+            raise ConfigError(f"COORD_TRACING: {self.tracing!r} is not auto, on or off")
 
     def _validate_connections(self) -> None:
         """The connection limits become gRPC channel arguments, which are C ints (durations in ms)."""
@@ -696,7 +737,8 @@ them too); a flag wins over the variable, which wins over the default.
 
 - Durations: `250ms`, `10s`, `5m`, `1h30m`, `1d` or a bare number of seconds (the same syntax as
   `coordctl`). A duration must be longer than zero unless its meaning says what 0 does.
-- Sizes: `1024` (bytes), `512KiB`, `1MiB`.
+- Sizes: `1024` (bytes), `512KiB`, `1MiB` (also `512k`, `512mb`, `2g`: powers of 1024, as in
+  `redis.conf`).
 - Switches: `1`/`0` (also `true`/`false`, `yes`/`no`, `on`/`off`).
 
 A wrong value stops the server at start with exit status 2 and a message naming the setting.

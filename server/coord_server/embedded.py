@@ -1,9 +1,11 @@
 """The embedded Redis: a private ``redis-server`` child for running Coord with nothing else installed.
 
 It listens only on a unix socket (``--port 0``: never TCP) inside a 0700 data directory, keeps an
-append-only file (``appendfsync everysec``) so data survives restarts, runs in its own process group
-(a Ctrl-C in the terminal reaches Coord, which drains RPCs first and then stops Redis), and is tied to
-Coord's life with ``PR_SET_PDEATHSIG`` so even a SIGKILLed Coord leaves no orphan behind.
+append-only file (``appendfsync everysec``) so data survives restarts, never evicts
+(``maxmemory-policy noeviction``; ``COORD_EMBEDDED_MAXMEMORY`` is its ``maxmemory``), runs in its own
+process group (a Ctrl-C in the terminal reaches Coord, which drains RPCs first and then stops Redis),
+and is tied to Coord's life with ``PR_SET_PDEATHSIG`` so even a SIGKILLed Coord leaves no orphan
+behind.
 
 One data directory, one owner: a lock file (``coord.lock``, ``flock``) is taken before anything in
 the directory is touched, and held by Coord and by its redis-server (which inherits the descriptor)
@@ -87,8 +89,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class EmbeddedRedis:
     """Starts and stops one private redis-server for ``data_dir``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, maxmemory: int = 0) -> None:
         self.data_dir = data_dir.resolve()
+        self.maxmemory = maxmemory  # bytes; 0: no limit (COORD_EMBEDDED_MAXMEMORY)
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_path = self._choose_socket_path()
         self.binary = ""
@@ -195,6 +198,10 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--pidfile", str(self.data_dir / "redis.pid"),
             "--logfile", str(self.data_dir / "redis.log"),
+            # Never evict: locks, sessions and events must not vanish (eviction.py). A full Redis
+            # refuses writes instead (RESOURCE_EXHAUSTED), and keeps what it holds.
+            "--maxmemory", str(self.maxmemory),
+            "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         self.process = subprocess.Popen(
             args,

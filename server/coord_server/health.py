@@ -5,6 +5,9 @@ NOT_SERVING while it does not; a background probe flips them both ways and logs 
 start NOT_SERVING (the reference servicer would say SERVING for "" and NOT_FOUND for the services)
 and stay so until the first probe succeeds: a server whose Redis accepts connections but never
 answers is never reported ready.
+
+A ``gate`` (the eviction check Redis could not be asked at start-up, eviction.py) runs on every probe
+that reaches Redis until it passes; while it refuses, the server stays NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -29,8 +32,17 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class HealthMonitor:
     """Owns the health servicer and the Redis probe task."""
 
-    def __init__(self, redis: RedisBackend, services: Sequence[str], interval: float) -> None:
+    def __init__(
+        self,
+        redis: RedisBackend,
+        services: Sequence[str],
+        interval: float,
+        gate: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.servicer = HealthServicer()
+        self.gate = gate  # True once passed; None: nothing to check
+        # Told whether each probe reached Redis (coord_redis_up, when metrics are on).
+        self.on_probe: Callable[[bool], None] | None = None
         self._redis = redis
         self._names = ["", *services]
         self._interval = interval
@@ -46,9 +58,20 @@ class HealthMonitor:
         try:
             async with asyncio.timeout(self._interval + 1.0):  # never swallows a cancellation
                 await self._redis.ping()
-            healthy = True
+                if self.on_probe is not None:
+                    self.on_probe(True)
+                healthy = True
+                if self.gate is not None:
+                    healthy = await self.gate()  # logs its own refusal
+                    if healthy:
+                        self.gate = None
+                    problem = "Redis may evict Coord's keys"
+                    reason = "maxmemory-policy refused (logged above)"
         except (CoordError, TimeoutError) as exc:
+            if self.on_probe is not None:
+                self.on_probe(False)
             healthy = False
+            problem = "Redis is unreachable"
             reason = str(exc) or type(exc).__name__
         if self._stopping:
             return healthy
@@ -56,7 +79,7 @@ class HealthMonitor:
             if healthy:
                 log.info("Redis answers (%s): serving", self._redis.description)
             else:
-                log.warning("Redis is unreachable (%s): NOT_SERVING: %s", self._redis.description, reason)
+                log.warning("%s (%s): NOT_SERVING: %s", problem, self._redis.description, reason)
             self._healthy = healthy
             await self._set_all(SERVING if healthy else NOT_SERVING)
         return healthy

@@ -5,6 +5,10 @@ An identity's ``allow`` holds entries of three kinds: ``"*"`` (every method of e
 service name (``"ratelimit"``: every method of that service) or one permission (``"lock.Acquire"``).
 The services and methods are read from the protos' descriptors, so an entry naming a method that
 does not exist is refused where it is written (the auth file, a JWT claim), not silently ignored.
+
+``"*"`` grants every method of the services a tenant's data lives in, but not those of the
+:data:`PRIVILEGED` services: ``admin`` (AdminService.GetStats) answers about every tenant's keys and
+the server's settings, so an identity gets it only by naming it (``"admin"`` or ``"admin.GetStats"``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from types import MappingProxyType
 
 from google.protobuf.descriptor import FileDescriptor
 
+from coord.admin.v1 import admin_pb2
 from coord.cache.v1 import cache_pb2
 from coord.events.v1 import events_pb2
 from coord.lock.v1 import lock_pb2
@@ -37,7 +42,10 @@ _FILES: dict[str, FileDescriptor] = {
     "ratelimit": ratelimit_pb2.DESCRIPTOR,
     "session": session_pb2.DESCRIPTOR,
     "events": events_pb2.DESCRIPTOR,
+    "admin": admin_pb2.DESCRIPTOR,
 }
+#: Services ``"*"`` does not grant: their answers are not one tenant's (see the module docstring).
+PRIVILEGED = frozenset({"admin"})
 
 
 def _catalogue() -> tuple[Mapping[str, frozenset[str]], Mapping[str, str]]:
@@ -142,4 +150,6 @@ class Identity:
     def permits(self, service: str, permission: str) -> bool:
         """Whether this identity may call ``permission`` (``"cache.Get"``) of ``service`` (``"cache"``)."""
         allow = self.allow
-        return ALL in allow or service in allow or permission in allow
+        if ALL in allow and service not in PRIVILEGED:
+            return True
+        return service in allow or permission in allow

@@ -9,9 +9,10 @@ Format (YAML; every section is optional, and no other key is accepted anywhere):
                                #   The key is the whole text after "Bearer " in the authorization
                                #   metadata; `coordctl auth new-key` makes one and prints this entry.
         tenant: billing        # required: 1-64 of A-Z a-z 0-9 _ . - (the rule of COORD_TENANT)
-        allow: ["*"]           # required, a non-empty list; each entry is "*" (everything), a service
-                               #   ("cache", "lock", "ratelimit", "session", "events": all its methods)
-                               #   or one method ("ratelimit.Check", "events.Subscribe").
+        allow: ["*"]           # required, a non-empty list; each entry is "*" (everything but admin),
+                               #   a service ("cache", "lock", "ratelimit", "session", "events",
+                               #   "admin": all its methods) or one method ("ratelimit.Check",
+                               #   "admin.GetStats"). admin sees every tenant's key counts: name it.
 
     certificates:              # mTLS identities (COORD_TLS_CLIENT_CA must be set for clients to send
                                #   a certificate at all)

@@ -6,8 +6,10 @@ import grpc
 
 from coord.cache.v1 import cache_pb2
 
+from .. import metrics
 from .._grpc import add_service
 from ..config import Settings
+from ..metrics.services import CacheLookups
 from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
@@ -30,5 +32,8 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
         lambda tenant: CacheStore(redis, scripts, CacheKeys(tenant), tombstone_ms), settings.tenant
     )
     servicer = CacheServicer(stores, Limits.from_settings(settings), settings.max_message_bytes)
+    counted = metrics.of(server)
+    if counted is not None:
+        servicer.lookups = CacheLookups(counted)
     add_service(server, servicer, SERVICE)
     return SERVICE_NAME

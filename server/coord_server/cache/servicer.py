@@ -13,6 +13,7 @@ from coord.common.v1 import errors_pb2
 from .._grpc import answer_each, rpc, stream_rpc
 from .._proto import duration_ms, timestamp_ms
 from ..errors import invalid
+from ..metrics.services import CacheLookups
 from ..tenancy import PerTenant
 from ..validation import Limits
 from .store import CacheStore, Condition, Entry, SetItem, SetResult
@@ -33,6 +34,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self._stores = stores
         self._limits = limits
         self._max_reply_bytes = max_reply_bytes  # gRPC would refuse to send a larger reply
+        self.lookups: CacheLookups | None = None  # hits and misses, when metrics are on
 
     @rpc
     async def Get(self, request: cache_pb2.GetRequest, context: Ctx) -> cache_pb2.GetResponse:
@@ -57,7 +59,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     async def _get(self, request: cache_pb2.GetRequest) -> cache_pb2.GetResponse:
         """Get's whole work, shared by the unary call and every message of GetStream."""
         key = self._limits.key("key", request.key)
-        return cache_pb2.GetResponse(entry=_entry_pb(await self._stores.get().get(key)))
+        entry = await self._stores.get().get(key)
+        if self.lookups is not None:
+            self.lookups.one(entry.found)
+        return cache_pb2.GetResponse(entry=_entry_pb(entry))
 
     @rpc
     async def BatchGet(self, request: cache_pb2.BatchGetRequest, context: Ctx) -> cache_pb2.BatchGetResponse:
@@ -66,6 +71,8 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         # Bounded before fetching: a reply gRPC could not send is refused without reading it all.
         store = self._stores.get()
         entries = await store.get_many(keys, max_bytes=self._max_reply_bytes, per_entry=_ENTRY_FRAMING)
+        if self.lookups is not None:
+            self.lookups.many(e.found for e in entries)
         return cache_pb2.BatchGetResponse(entries=[_entry_pb(e) for e in entries])
 
     @rpc

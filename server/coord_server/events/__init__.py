@@ -6,8 +6,11 @@ import grpc
 
 from coord.events.v1 import events_pb2
 
+from .. import metrics
 from .._grpc import add_service
 from ..config import Settings
+from ..metrics.event_groups import GroupSampler
+from ..metrics.services import EventsCounts
 from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
@@ -58,6 +61,10 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
         ack_timeout_ms=round(settings.events_ack_timeout * 1000),
         max_deliveries=settings.events_max_deliveries,
     )
+    counted = metrics.of(server)
+    if counted is not None:
+        servicer.counts = EventsCounts(counted)
+        servicer.groups = GroupSampler(counted, redis)
     # Subscribe may yield a batch of events already encoded (shared by every subscriber of the batch).
     add_service(server, servicer, SERVICE, preencoded={"Subscribe"})
     return SERVICE_NAME

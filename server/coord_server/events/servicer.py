@@ -13,9 +13,12 @@ import grpc
 
 from coord.events.v1 import events_pb2, events_pb2_grpc
 
+from .. import tenancy
 from .._grpc import rpc, stream_rpc
 from .._proto import duration_ms, duration_of_ms, timestamp_ms
 from ..errors import CoordError, FailedPrecondition, invalid
+from ..metrics.event_groups import GroupSampler
+from ..metrics.services import EventsCounts
 from ..tenancy import PerTenant
 from ..validation import Limits
 from .consumer import ConsumerSession, ConsumeSpec, DeadLetteredFrame
@@ -70,6 +73,9 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         # Shared by every tenant: it only re-sends an encoding of the very list of events it was made
         # from, and a list comes from one tenant's feed.
         self._encoded = _EncodedBatches()
+        # When metrics are on: subscribers and events sent, and the consumed groups' backlog.
+        self.counts: EventsCounts | None = None
+        self.groups: GroupSampler | None = None
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -134,18 +140,27 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         self, request: events_pb2.SubscribeRequest, context: Ctx
     ) -> AsyncIterator[events_pb2.SubscribeResponse | bytes]:
         tenant = self._tenants.get()
-        if request.volatile:
-            async for response in self._subscribe_volatile(tenant, request):
-                yield response
-            return
-        subscription = Subscription(tenant.hub, self._subscribe_spec(request))
+        counts = self.counts
+        if counts is not None:
+            counts.subscribers.value += 1
         try:
-            await subscription.open()
-            async for frame in subscription.frames():
-                yield self._encoded.frame(frame)
+            if request.volatile:
+                async for response in self._subscribe_volatile(tenant, request):
+                    yield response
+                return
+            subscription = Subscription(tenant.hub, self._subscribe_spec(request))
+            try:
+                await subscription.open()
+                async for frame in subscription.frames():
+                    if counts is not None and isinstance(frame, EventsFrame):
+                        counts.subscribed.value += len(frame.events)
+                    yield self._encoded.frame(frame)
+            finally:
+                subscription.close()
+                await tenant.hub.settle(subscription.stopping)
         finally:
-            subscription.close()
-            await tenant.hub.settle(subscription.stopping)
+            if counts is not None:
+                counts.subscribers.value -= 1
 
     async def _subscribe_volatile(
         self, tenant: TenantEvents, request: events_pb2.SubscribeRequest
@@ -160,7 +175,10 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         subscription = VolatileSubscription(tenant.volatile, spec.topics, spec.heartbeat)
         try:
             await subscription.open()
+            counts = self.counts
             async for frame in subscription.frames():
+                if counts is not None and isinstance(frame, EventsFrame):
+                    counts.subscribed.value += len(frame.events)
                 yield self._encoded.frame(frame)
         finally:
             await subscription.close()
@@ -231,8 +249,13 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         tenant = self._tenants.get()
         session = ConsumerSession(tenant.store, tenant.hub, spec)
         reader: asyncio.Task[None] | None = None
+        counts, groups = self.counts, self.groups
+        tenant_name = ""  # set once the group is sampled for the metrics
         try:
             created = await session.open()
+            if groups is not None:
+                tenant_name = tenancy.bound() or self._tenants.default
+                groups.joined(tenant_name, spec.topic, spec.group, tenant.store)
             yield events_pb2.ConsumeResponse(
                 started=events_pb2.ConsumeStarted(
                     consumer=spec.consumer,
@@ -254,8 +277,12 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 elif isinstance(frame, GapFrame):
                     yield events_pb2.ConsumeResponse(gap=_gap_pb(frame))
                 else:
+                    if counts is not None:
+                        counts.consumed.value += len(frame.events)
                     yield events_pb2.ConsumeResponse(events=_events_pb(frame.events))
         finally:
+            if groups is not None and tenant_name:
+                groups.left(tenant_name, spec.topic, spec.group)
             if reader is not None:
                 reader.cancel()
                 with contextlib.suppress(BaseException):

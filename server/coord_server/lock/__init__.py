@@ -6,14 +6,16 @@ import grpc
 
 from coord.lock.v1 import lock_pb2
 
+from .. import metrics
 from .._grpc import add_service
 from ..config import ConfigError, Settings
+from ..metrics.services import LockMetrics
 from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
 from .keys import LockKeys
 from .servicer import LockLimits, LockServicer
-from .store import LockStore
+from .store import LockStore, Mode
 
 SERVICE = lock_pb2.DESCRIPTOR.services_by_name["LockService"]
 SERVICE_NAME: str = SERVICE.full_name
@@ -28,6 +30,9 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
     if settings.lock_waiter_heartbeat >= settings.lock_waiter_ttl:
         raise ConfigError("lock waiter heartbeat: must be shorter than the lock waiter TTL")
     scripts = ScriptSet(__name__)
+    counted = metrics.of(server)
+    # Bound once, shared by every tenant's store: mode labels "exclusive" and "shared".
+    lock_metrics = LockMetrics(counted, [m.name.lower() for m in Mode]) if counted is not None else None
 
     def store_of(tenant: str) -> LockStore:
         return LockStore(
@@ -38,6 +43,7 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
             waiter_ttl_ms=round(settings.lock_waiter_ttl * 1000),
             heartbeat_interval=settings.lock_waiter_heartbeat,
             fallback_max=settings.lock_fallback,
+            metrics=lock_metrics,
         )
 
     limits = LockLimits(Limits.from_settings(settings), max(1, round(settings.lock_default_ttl * 1000)))

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ..metrics.services import LockMetrics
 from ..redis import RedisBackend, Script, ScriptArg, ScriptSet, deadline, text
 from .keys import LockKeys
 from .waiters import Waiters
@@ -152,6 +153,7 @@ class LockStore:
         waiter_ttl_ms: int,
         heartbeat_interval: float,
         fallback_max: float,
+        metrics: LockMetrics | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -172,6 +174,9 @@ class LockStore:
             waiter_ttl_ms=waiter_ttl_ms,
             heartbeat_interval=heartbeat_interval,
         )
+        # Grants by mode, waiters and their wait, when metrics are on (shared by every tenant's store).
+        self._metrics = metrics
+        self._granted = {mode: metrics.grants[mode.name.lower()] for mode in Mode} if metrics else {}
 
     async def _run(self, script: Script, name: str, args: list[ScriptArg]) -> Any:
         return await self._redis.run(script, self._keys.all(name), [self._history_ms, *args])
@@ -187,14 +192,19 @@ class LockStore:
         cancellation is released. ``on_queued`` is awaited once, when the caller first has to wait.
         """
         token = new_lock_token()
+        metrics = self._metrics
         if wait_s <= 0:
             reply = await self._attempt(request, token, "", queue=False)
-            return await self._result(request, token, reply)
+            result = await self._result(request, token, reply)
+            if metrics is not None and result.acquired:
+                self._count_grant(request.mode, None)
+            return result
         loop = asyncio.get_running_loop()
         end = loop.time() + min(wait_s, _deadline_left())
         async with self.waiters.waiting(request.name) as waiter:
             done = failed = False
             attempt: asyncio.Future[Any] | None = None
+            queued_at: float | None = None  # when the first attempt was denied (for the metrics)
             try:
                 while True:
                     waiter.woken.clear()  # before the attempt: a wake-up during it is kept
@@ -207,7 +217,12 @@ class LockStore:
                     result = await self._result(request, token, reply)
                     if result.acquired:
                         done = True
+                        if metrics is not None:
+                            self._count_grant(request.mode, queued_at)
                         return result
+                    if metrics is not None and queued_at is None:
+                        metrics.waiting.value += 1
+                        queued_at = loop.time()
                     if on_queued is not None:
                         callback, on_queued = on_queued, None
                         assert result.denial is not None
@@ -226,6 +241,8 @@ class LockStore:
                 failed = True
                 raise
             finally:
+                if metrics is not None and queued_at is not None:
+                    metrics.waiting.value -= 1
                 if not done:
                     cleanup = self.detach(self._leave(request.name, waiter.wid, token, attempt))
                     # A wait that ran out (or was cancelled) has left the queue when it ends; a caller
@@ -235,6 +252,13 @@ class LockStore:
                     if not failed:
                         with contextlib.suppress(Exception):
                             await asyncio.shield(cleanup)
+
+    def _count_grant(self, mode: Mode, queued_at: float | None) -> None:
+        """A grant for the metrics; with the wait of a call that was queued (``queued_at``)."""
+        assert self._metrics is not None
+        self._granted[mode].value += 1
+        if queued_at is not None:
+            self._metrics.waited.observe(asyncio.get_running_loop().time() - queued_at)
 
     async def _leave(self, name: str, wid: str, token: str, attempt: asyncio.Future[Any] | None) -> None:
         """Take a waiter that stopped waiting out of the queue (and release a grant that raced with

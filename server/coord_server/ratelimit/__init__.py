@@ -7,8 +7,10 @@ import grpc
 
 from coord.ratelimit.v1 import ratelimit_pb2
 
+from .. import metrics
 from .._grpc import add_service
 from ..config import ConfigError, Settings
+from ..metrics.services import RateLimitDecisions
 from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
@@ -56,5 +58,8 @@ def add_to_server(
 
     stores = PerTenant(store_of, settings.tenant)
     servicer = RateLimitServicer(stores, policies, Limits.from_settings(settings))
+    counted = metrics.of(server)
+    if counted is not None:
+        servicer.decisions = RateLimitDecisions(counted)
     add_service(server, servicer, SERVICE)
     return SERVICE_NAME

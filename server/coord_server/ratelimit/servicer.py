@@ -16,6 +16,7 @@ from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from .._grpc import answer_each, item_status, rpc, stream_rpc
 from .._proto import duration_fields_ms, duration_ms, timestamp_fields_ms
 from ..errors import invalid
+from ..metrics.services import RateLimitDecisions
 from ..redis import deadline
 from ..tenancy import PerTenant
 from ..validation import Limits
@@ -39,6 +40,7 @@ _KNOWN_MODES = (ratelimit_pb2.MODE_UNSPECIFIED, ratelimit_pb2.MODE_ALL_OR_NOTHIN
 class _Named:
     item: Item
     name: str
+    policy: str | None = None  # the loaded policy's name; None for an inline rule
 
 
 class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
@@ -48,6 +50,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self._policies = policies
         self._limits = limits
         self._rules = InlineRules()
+        self.decisions: RateLimitDecisions | None = None  # counted per policy, when metrics are on
 
     @rpc
     async def Check(self, request: ratelimit_pb2.CheckRequest, context: Ctx) -> ratelimit_pb2.CheckResponse:
@@ -123,6 +126,8 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
             if isinstance(decision, Exception):
                 results[index] = _batch_error(decision)
             else:
+                if self.decisions is not None:
+                    self._count(named, decision)
                 # The dict form: built once, by the reply's constructor, not message by message.
                 results[index] = {"check": _check_fields(named, decision)}
         return [r for r in results if r is not None]
@@ -134,7 +139,15 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         """Check's whole work, shared by the unary call and every message of CheckStream."""
         store = self._stores.get()
         named, plan = self._prepare(store, request)
-        return _check_response(named, await store.check(plan))
+        decision = await store.check(plan)
+        if self.decisions is not None:
+            self._count(named, decision)
+        return _check_response(named, decision)
+
+    def _count(self, named: list[_Named], decision: Decision) -> None:
+        assert self.decisions is not None
+        for each, status in zip(named, decision.statuses, strict=True):
+            self.decisions.record(each.policy, status.allowed, status.remaining, each.item.rule.limit)
 
     def _prepare(
         self, store: RateLimitStore, request: ratelimit_pb2.CheckRequest
@@ -213,7 +226,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                 cost=str(cost),
                 capacity=str(rule.capacity),
             )
-        return _Named(Item(key, rule, cost), name)
+        return _Named(Item(key, rule, cost), name, name if source == "policy" else None)
 
 
 def _stream_error(status: status_pb2.Status) -> errors_pb2.StreamError:

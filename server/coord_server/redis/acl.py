@@ -36,6 +36,10 @@ CLIENT_COMMANDS: tuple[str, ...] = (
     # Redis Cluster clients: the slot map, and the command table redis-py routes by.
     "cluster|slots",
     "command",
+    # The eviction check at start-up (maxmemory_policy) and AdminService.GetStats (admin/stats.py).
+    "info",
+    "scan",
+    "memory|usage",
 )
 
 # Called inside Coord's Lua scripts (server/coord_server/*/scripts/*.lua).
@@ -74,7 +78,10 @@ SCRIPT_COMMANDS: tuple[str, ...] = (
     "xautoclaim",
     "xpending",
     "xgroup|create",
+    "xgroup|delconsumer",  # a Consume stream that ends holding nothing leaves its group (leave.lua)
     "xinfo|groups",
+    "xinfo|consumers",
+    "xlen",
     "xrange",
     "xreadgroup",
 )

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -58,6 +58,22 @@ class ScriptCall:
     args: Sequence[ScriptArg]
 
 
+class ScriptTimer(Protocol):
+    """What measures script calls (metrics/redis_metrics.py), when metrics are on."""
+
+    def sent(self, calls: int) -> None: ...
+
+    def done(self, calls: Sequence[ScriptCall], seconds: float) -> None: ...
+
+
+class ScriptSpans(Protocol):
+    """What traces script calls (tracing/spans.py), when tracing is on."""
+
+    def start(self, calls: Sequence[ScriptCall]) -> Any: ...
+
+    def end(self, span: Any, error: BaseException | None) -> None: ...
+
+
 class RedisBackend(Commands):
     """Owns the Redis connections. Stores receive it; nothing else opens Redis connections."""
 
@@ -70,6 +86,22 @@ class RedisBackend(Commands):
         # Called (and awaited) first thing in close(): services stop their own background tasks.
         self._closing: list[Callable[[], Awaitable[None]]] = []
         self._executor: Executor = _executor_for(client, timeout, coalesce)
+        # Told of every script batch's round trip when metrics are on (metrics/redis_metrics.py).
+        self.script_timer: ScriptTimer | None = None
+        # A span around every script batch when tracing is on (tracing/spans.py).
+        self.script_spans: ScriptSpans | None = None
+
+    @property
+    def address(self) -> tuple[str, int | None] | None:
+        """Where the single node is (host and port, or a unix socket's path and None), for traces;
+        None on a cluster or behind Sentinel, where it is not one place."""
+        pool = None if self.is_cluster else getattr(self._client, "connection_pool", None)
+        if pool is None or isinstance(pool, SentinelConnectionPool):
+            return None
+        kwargs = pool.connection_kwargs
+        if "path" in kwargs:
+            return str(kwargs["path"]), None
+        return str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379))
 
     @classmethod
     def from_url(
@@ -242,16 +274,35 @@ class RedisBackend(Commands):
         if not calls:
             return []
         budget, deadline_binds = self._budget(limit)
+        timer = self.script_timer
+        if timer is not None:
+            timer.sent(len(calls))
+        started = time.perf_counter() if timer is not None else 0.0
+        spans = self.script_spans
+        # Started here, in the caller's task, around the await: a child of the RPC's span, whichever
+        # of the executor's tasks sends the batch.
+        span = spans.start(calls) if spans is not None else None
         try:
-            return await self._evalsha_each(calls, budget)
-        except _FAILURES as exc:
-            cause = None if isinstance(exc, TimeoutError) else exc
-            raise self._failure(exc, budget, deadline_binds) from cause
-        except rex.ResponseError as exc:  # raised for the whole batch: redis-py connecting (its PING)
-            state = backend_state(exc)
-            if state is None:
-                raise
-            raise state from exc
+            try:
+                replies = await self._evalsha_each(calls, budget)
+            except _FAILURES as exc:
+                cause = None if isinstance(exc, TimeoutError) else exc
+                raise self._failure(exc, budget, deadline_binds) from cause
+            except rex.ResponseError as exc:  # raised for the whole batch: redis-py connecting (its PING)
+                state = backend_state(exc)
+                if state is None:
+                    raise
+                raise state from exc
+            finally:
+                if timer is not None:
+                    timer.done(calls, time.perf_counter() - started)
+        except BaseException as error:
+            if spans is not None:
+                spans.end(span, error)
+            raise
+        if spans is not None:
+            spans.end(span, None)
+        return replies
 
     async def _evalsha_each(self, calls: Sequence[ScriptCall], budget: float) -> list[Any]:
         """The one NOSCRIPT path: EVALSHA every call; EVAL (with the source) those Redis lacked."""

@@ -6,8 +6,10 @@ import grpc
 
 from coord.session.v1 import session_pb2
 
+from .. import metrics
 from .._grpc import add_service
 from ..config import Settings
+from ..metrics.services import SessionCounts
 from ..redis import RedisBackend, ScriptSet
 from ..tenancy import PerTenant
 from ..validation import Limits
@@ -35,5 +37,8 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
         lambda tenant: SessionStore(redis, scripts, SessionKeys(tenant), config), settings.tenant
     )
     servicer = SessionServicer(stores, Limits.from_settings(settings), SessionLimits.from_settings(settings))
+    counted = metrics.of(server)
+    if counted is not None:
+        servicer.counts = SessionCounts(counted)
     add_service(server, servicer, SERVICE)
     return SERVICE_NAME

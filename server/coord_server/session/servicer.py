@@ -20,6 +20,7 @@ from .._grpc import rpc
 from .._proto import duration_ms, timestamp_ms
 from ..config import Settings
 from ..errors import invalid
+from ..metrics.services import SessionCounts
 from ..tenancy import PerTenant
 from ..validation import Limits
 from .store import (
@@ -75,6 +76,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self._stores = stores
         self._limits = limits
         self._session = session_limits
+        self.counts: SessionCounts | None = None  # sessions created and revoked, when metrics are on
 
     @rpc
     async def Create(self, request: session_pb2.CreateRequest, context: Ctx) -> session_pb2.CreateResponse:
@@ -112,6 +114,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 subject, attributes, idle, absolute, max_sessions, policy, self._client(request.client)
             )
         )
+        if self.counts is not None:
+            self.counts.created.value += 1
+            self.counts.revoked.value += len(created.evicted)  # ended to make room (EVICT_OLDEST)
         return session_pb2.CreateResponse(
             token=created.token,
             session=_session_pb(created.session),
@@ -189,6 +194,8 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             revoked = await self._stores.get().revoke(request.session_id, bucket)
         else:
             raise invalid("target", "set either token or session_id")
+        if revoked and self.counts is not None:
+            self.counts.revoked.value += 1
         return session_pb2.RevokeResponse(revoked=revoked)
 
     @rpc
@@ -214,6 +221,8 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         if request.except_session_id:
             _session_id_bucket("except_session_id", request.except_session_id)
         count = await self._stores.get().revoke_all(subject, request.except_session_id)
+        if self.counts is not None:
+            self.counts.revoked.value += count
         return session_pb2.RevokeAllResponse(revoked_count=count)
 
     # -- request checks ----------------------------------------------------------------------------
