@@ -36,8 +36,8 @@ log = logging.getLogger("coord_server")
 # Every service registers itself through one function: (server, redis, settings) -> full service name.
 # RateLimit's also takes the policy registry, which the app owns (build_server) and reloads on SIGHUP.
 ServiceInstaller = Callable[[grpc.aio.Server, RedisBackend, Settings], str]
+# The services on COORD_REDIS_URL's Redis (the cache may have one of its own: build_server).
 SERVICES: tuple[ServiceInstaller, ...] = (
-    cache.add_to_server,
     session.add_to_server,
     events.add_to_server,
     lock.add_to_server,
@@ -93,7 +93,9 @@ class BuiltServer:
     auth: auth.Auth | None = None  # who its callers are, when authentication is on
 
 
-def build_server(settings: Settings, redis: RedisBackend) -> BuiltServer:
+def build_server(
+    settings: Settings, redis: RedisBackend, cache_redis: RedisBackend | None = None
+) -> BuiltServer:
     """A configured, not yet started server with every service, health, reflection (per
     COORD_REFLECTION) and, when authentication is on, the auth interceptor in front of them.
 
@@ -109,11 +111,14 @@ def build_server(settings: Settings, redis: RedisBackend) -> BuiltServer:
     if settings.access_log:
         access_log.attach(server, settings.tenant)  # likewise before the services
     policies = ratelimit.load_policies(settings)
+    cache_name = cache.add_to_server(server, cache_redis or redis, settings)
     names = [
+        cache_name,
         ratelimit.add_to_server(server, redis, settings, policies),
         *(install(server, redis, settings) for install in SERVICES),
     ]
-    monitor = HealthMonitor(redis, names, settings.health_interval)
+    own = {cache_name: cache_redis} if cache_redis is not None else {}
+    monitor = HealthMonitor(redis, names, settings.health_interval, own_redis=own)
     # Registered as Coord's own services are, so that a request they cannot decode is an
     # INVALID_ARGUMENT there too (grpc's add_…_to_server would answer UNKNOWN and log an error).
     add_service(server, monitor.servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
@@ -187,7 +192,10 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
                 sentinel_username=settings.redis_sentinel_username,
             ),
         )
-        built = build_server(settings, redis)
+        cache_redis = _cache_backend(settings)
+        if cache_redis is not None:  # closed with the main one, after the calls have drained
+            redis.on_close(cache_redis.close)
+        built = build_server(settings, redis, cache_redis)
         server, monitor = built.server, built.health
         # Before binding: EvictionPolicyError when Redis may evict Coord's keys; when Redis does not
         # answer yet, the check the health monitor's first good probe runs.
@@ -234,6 +242,29 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
         if server is not None:
             await tracing.flush(server)  # the last calls' spans, before the process may exit
         log.info("Coord stopped")
+
+
+def _cache_backend(settings: Settings) -> RedisBackend | None:
+    """The cache's own Redis (COORD_CACHE_REDIS_URL), or None when it shares COORD_REDIS_URL's.
+
+    Not checked for eviction: that Redis holds only cache entries, which an LRU policy may drop.
+    The Redis TLS files apply to it when its URL is rediss://.
+    """
+    if not settings.cache_redis_url:
+        return None
+    tls = settings.cache_redis_url.startswith("rediss://")
+    return RedisBackend.from_url(
+        settings.cache_redis_url,
+        cluster=settings.cache_redis_cluster,
+        timeout=settings.redis_timeout,
+        coalesce=settings.redis_coalesce,
+        security=RedisSecurity(
+            password_file=settings.cache_redis_password_file,
+            tls_ca=settings.redis_tls_ca if tls else "",
+            tls_cert=settings.redis_tls_cert if tls else "",
+            tls_key=settings.redis_tls_key if tls else "",
+        ),
+    )
 
 
 def _bind(server: grpc.aio.Server, settings: Settings, tls: ServerTLS | None) -> int:

@@ -216,6 +216,18 @@ class Settings:
         "maxmemory of the embedded Redis (512MiB, 2g...), which always runs with maxmemory-policy "
         "noeviction: past it writes fail with RESOURCE_EXHAUSTED; 0: no limit",
     )
+    cache_redis_url: str = text(
+        "",
+        "COORD_CACHE_REDIS_URL",
+        "a Redis of the cache service's own (redis://, rediss://, unix://), which may evict (allkeys-lru); "
+        "empty: the cache keeps its entries in COORD_REDIS_URL's Redis with the other services",
+    )
+    cache_redis_cluster: bool = boolean(
+        False, "COORD_CACHE_REDIS_CLUSTER", "1: COORD_CACHE_REDIS_URL is a seed node of a Redis Cluster"
+    )
+    cache_redis_password_file: str = text(
+        "", "COORD_CACHE_REDIS_PASSWORD_FILE", "file holding the password of COORD_CACHE_REDIS_URL's Redis"
+    )
     allow_eviction: bool = boolean(
         False,
         "COORD_ALLOW_EVICTION",
@@ -615,6 +627,7 @@ class Settings:
             )
         self._validate_auth()
         self._validate_redis_access()
+        self._validate_cache_redis()
         return self
 
     def _validate_observability(self) -> None:
@@ -638,6 +651,27 @@ class Settings:
         for name in (*durations, "min_ping_interval"):
             if getattr(self, name) * 1000 > _GRPC_INT_MAX:
                 raise ConfigError(f"{env[name]}: must be at most {longest}")
+
+    def _validate_cache_redis(self) -> None:
+        """COORD_CACHE_REDIS_*: a plain Redis or Cluster of the cache's own (docs/operations.md)."""
+        url = self.cache_redis_url
+        if not url:
+            if self.cache_redis_cluster or self.cache_redis_password_file:
+                given = "CLUSTER" if self.cache_redis_cluster else "PASSWORD_FILE"
+                raise ConfigError(f"COORD_CACHE_REDIS_{given}: needs COORD_CACHE_REDIS_URL")
+            return
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            shown = redact_url(url)
+            raise ConfigError(
+                f"COORD_CACHE_REDIS_URL: {shown!r} must start with redis://, rediss:// or unix://"
+            )
+        if self.cache_redis_cluster and url.startswith("unix://"):
+            raise ConfigError("COORD_CACHE_REDIS_CLUSTER: a cluster seed must be a redis:// or rediss:// URL")
+        if self.cache_redis_password_file and url_has_password(url):
+            raise ConfigError(
+                "COORD_CACHE_REDIS_PASSWORD_FILE: COORD_CACHE_REDIS_URL has a password too; "
+                "keep it only in the file"
+            )
 
     def _validate_redis_access(self) -> None:
         """The Redis password file and TLS files (read and loaded when the backend is built)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -38,6 +38,7 @@ class HealthMonitor:
         services: Sequence[str],
         interval: float,
         gate: Callable[[], Awaitable[bool]] | None = None,
+        own_redis: Mapping[str, RedisBackend] | None = None,
     ) -> None:
         self.servicer = HealthServicer()
         self.gate = gate  # True once passed; None: nothing to check
@@ -49,10 +50,50 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
         self._healthy: bool | None = None
         self._stopping = False
+        # Services with a Redis of their own (the cache's, COORD_CACHE_REDIS_URL): each follows its
+        # own Redis, and the whole server ("") is SERVING only while every Redis answers.
+        self._own = dict(own_redis or {})
+        self._own_healthy: dict[str, bool | None] = dict.fromkeys(self._own)
 
     async def _set_all(self, status: int) -> None:
         for name in self._names:
             await self.servicer.set(name, status)
+
+    async def _set_each(self) -> None:
+        """Each name's status from what its Redis (and for "", every Redis) last answered."""
+        main = bool(self._healthy)
+        for name in self._names:
+            if name in self._own:
+                healthy = bool(self._own_healthy[name])
+            elif name == "":
+                healthy = main and all(self._own_healthy.values())
+            else:
+                healthy = main
+            await self.servicer.set(name, SERVING if healthy else NOT_SERVING)
+
+    async def _probe_own(self) -> bool:
+        """Probe the services' own Redis; True when any of them changed state."""
+        changed = False
+        for name, backend in self._own.items():
+            try:
+                async with asyncio.timeout(self._interval + 1.0):
+                    await backend.ping()
+                healthy, reason = True, ""
+            except (CoordError, TimeoutError) as exc:
+                healthy, reason = False, str(exc) or type(exc).__name__
+            if healthy != self._own_healthy[name] and not self._stopping:
+                if healthy:
+                    log.info("the Redis of %s answers (%s): serving", name, backend.description)
+                else:
+                    log.warning(
+                        "the Redis of %s is unreachable (%s): NOT_SERVING: %s",
+                        name,
+                        backend.description,
+                        reason,
+                    )
+                self._own_healthy[name] = healthy
+                changed = True
+        return changed
 
     async def probe_once(self) -> bool:
         try:
@@ -73,15 +114,18 @@ class HealthMonitor:
             healthy = False
             problem = "Redis is unreachable"
             reason = str(exc) or type(exc).__name__
+        own_changed = await self._probe_own() if self._own else False
         if self._stopping:
             return healthy
-        if healthy != self._healthy:
+        changed = healthy != self._healthy
+        if changed:
             if healthy:
                 log.info("Redis answers (%s): serving", self._redis.description)
             else:
                 log.warning("%s (%s): NOT_SERVING: %s", problem, self._redis.description, reason)
             self._healthy = healthy
-            await self._set_all(SERVING if healthy else NOT_SERVING)
+        if changed or own_changed:
+            await self._set_each()
         return healthy
 
     async def start(self) -> None:
