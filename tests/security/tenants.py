@@ -33,7 +33,7 @@ from coord.events.v1 import events_pb2_grpc
 from coord.lock.v1 import lock_pb2_grpc
 from coord.ratelimit.v1 import ratelimit_pb2_grpc
 from coord.session.v1 import session_pb2_grpc
-from coord_server import ratelimit, tenancy
+from coord_server import cache, ratelimit, tenancy
 from coord_server.app import SERVICES, server_options
 from coord_server.config import Settings
 from coord_server.redis import RedisBackend
@@ -152,6 +152,7 @@ class BoundCoordThread(CoordThread):
         )
         server = grpc.aio.server(interceptors=[_BindTenant()], options=server_options(settings))
         try:
+            cache.add_to_server(server, redis, settings)  # the same Redis (no COORD_CACHE_REDIS_URL)
             ratelimit.add_to_server(server, redis, settings, ratelimit.load_policies(settings))
             for install in SERVICES:
                 install(server, redis, settings)
