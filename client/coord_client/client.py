@@ -4,10 +4,13 @@
 
     with Client("127.0.0.1:50051", timeout=2.0) as client:
         client.cache.set("k", b"v", ttl=30)
+        client.map("user:42").set(name="Ada")
 
 A service joins the client with one line in each ``__init__`` below (``self.lock = LockAPI(t)``),
-next to ``cache``. Both clients share the channel options, deadlines and retry rules of ``_base``, and
-what :class:`_ClientBase` holds; each only opens its kind of channel and closes it its own way.
+next to ``cache``. Collections are reached through handles on one name instead: ``client.map(name)``,
+``client.list(name)``, ``client.set(name)`` and ``client.sorted_set(name)``. Both clients share the
+channel options, deadlines and retry rules of ``_base``, and what :class:`_ClientBase` holds; each
+only opens its kind of channel and closes it its own way.
 """
 
 from __future__ import annotations
@@ -35,6 +38,18 @@ from ._base import (
 from ._tls import TLSConfig, TokenSource
 from .admin import AdminAPI, AsyncAdminAPI
 from .cache import AsyncCacheAPI, CacheAPI
+from .collections import (
+    AsyncCollections,
+    AsyncList,
+    AsyncMap,
+    AsyncSet,
+    AsyncSortedSet,
+    Collections,
+    List,
+    Map,
+    Set,
+    SortedSet,
+)
 from .events import AsyncEventsAPI, EventsAPI
 from .lock import AsyncLockAPI, LockAPI
 from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
@@ -108,6 +123,23 @@ class Client(_ClientBase[grpc.Channel]):
         self.session = SessionAPI(t)
         self.events = EventsAPI(t)
         self.admin = AdminAPI(t)
+        self._collections = Collections(t)
+
+    def map(self, name: str) -> Map:
+        """The map (a Redis hash) called ``name``: ``client.map("user:42").set(name="Ada")``."""
+        return self._collections.map(name)
+
+    def list(self, name: str) -> List:
+        """The list called ``name``: ``client.list("jobs").pop(wait=30)``."""
+        return self._collections.list(name)
+
+    def set(self, name: str) -> Set:
+        """The set called ``name``: ``client.set("tags").add("red")``."""
+        return self._collections.set(name)
+
+    def sorted_set(self, name: str) -> SortedSet:
+        """The sorted set (a leaderboard) called ``name``: ``client.sorted_set("board").top(10)``."""
+        return self._collections.sorted_set(name)
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -164,6 +196,23 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         self.session = AsyncSessionAPI(t)
         self.events = AsyncEventsAPI(t)
         self.admin = AsyncAdminAPI(t)
+        self._collections = AsyncCollections(t)
+
+    def map(self, name: str) -> AsyncMap:
+        """The map called ``name``: ``await client.map("user:42").get("name")``."""
+        return self._collections.map(name)
+
+    def list(self, name: str) -> AsyncList:
+        """The list called ``name``: ``await client.list("jobs").pop(wait=30)``."""
+        return self._collections.list(name)
+
+    def set(self, name: str) -> AsyncSet:
+        """The set called ``name``: ``await client.set("tags").add("red")``."""
+        return self._collections.set(name)
+
+    def sorted_set(self, name: str) -> AsyncSortedSet:
+        """The sorted set (a leaderboard) called ``name``: ``await client.sorted_set("b").top(10)``."""
+        return self._collections.sorted_set(name)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

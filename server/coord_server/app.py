@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from . import _streams, access_log, admin, auth, cache, events, lock, metrics, ratelimit, session, tracing
 from ._grpc import add_service
+from .collections import lists, maps, sets, sorted_sets
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .errors import CoordError, StartupError
@@ -41,6 +42,10 @@ SERVICES: tuple[ServiceInstaller, ...] = (
     session.add_to_server,
     events.add_to_server,
     lock.add_to_server,
+    maps.add_to_server,
+    lists.add_to_server,
+    sets.add_to_server,
+    sorted_sets.add_to_server,
     admin.add_to_server,
 )
 

@@ -416,6 +416,19 @@ class Settings:
         3600.0, "COORD_TOMBSTONE_TTL", "how long a deleted cache key remembers its version and fences"
     )
 
+    # -- collections (maps, lists, sets, sorted sets) ------------------------------------------
+    collection_max_elements: int = whole(
+        100_000,
+        "COORD_COLLECTION_MAX_ELEMENTS",
+        "most elements (fields, values, members) one collection may hold; a write past it is refused",
+    )
+    list_waiter_ttl: float = duration(
+        3.0, "COORD_LIST_WAITER_TTL", "a dead server's waiting list Pops leave the queue after this"
+    )
+    list_waiter_heartbeat: float = duration(
+        1.0, "COORD_LIST_WAITER_HEARTBEAT", "how often a server renews its waiting list Pops; below the TTL"
+    )
+
     # -- rate limit ----------------------------------------------------------------------------
     ratelimit_policies: str = text(
         "",
@@ -595,6 +608,8 @@ class Settings:
             raise ConfigError("redis cluster: a cluster seed must be a redis:// or rediss:// URL")
         if self.redis_cluster and self.embedded:
             raise ConfigError("redis cluster: COORD_REDIS_CLUSTER=1 needs COORD_REDIS_URL (a seed node)")
+        if self.list_waiter_heartbeat >= self.list_waiter_ttl:
+            raise ConfigError("COORD_LIST_WAITER_HEARTBEAT: must be shorter than COORD_LIST_WAITER_TTL")
         if not 0 < self.min_ttl <= self.default_ttl <= self.max_ttl:
             raise ConfigError("ttl: need 0 < min ttl <= default ttl <= max ttl")
         for name in ("max_key_bytes", "max_value_bytes", "max_batch", "max_message_bytes"):
@@ -603,6 +618,7 @@ class Settings:
         for env, value in (
             ("COORD_EVENTS_READERS", self.events_readers),
             ("COORD_EVENTS_READ_STREAMS", self.events_read_streams),
+            ("COORD_COLLECTION_MAX_ELEMENTS", self.collection_max_elements),
         ):
             if value < 1:
                 raise ConfigError(f"{env}: must be at least 1 (got {value})")

@@ -309,7 +309,10 @@ def stop_cleanly(coord: CoordThread) -> None:
     try:
         for task in list(asyncio.all_tasks(coord.loop)):  # racy from this thread, but only read
             stacks.write(f"--- {task!r}\n")
-            task.print_stack(limit=8, file=stacks)
+            # Not task.print_stack: grpc's Cython frames have no line number and make linecache raise.
+            for frame in task.get_stack(limit=8):
+                code = frame.f_code
+                stacks.write(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
     except RuntimeError as exc:
         stacks.write(f"(could not list its tasks: {exc})")
     raise ShutdownHang(f"Coord did not stop after the fault was healed; its tasks:\n{stacks.getvalue()}")

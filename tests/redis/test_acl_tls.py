@@ -203,7 +203,7 @@ def test_the_rules_refuse_what_coord_does_not_need(acl_backing: RedisProcess | R
             r.client_list,
             lambda: r.execute_command("ACL", "LIST"),
             lambda: r.get("outside:key"),  # a command of the rules, a key outside coord:*
-            lambda: r.execute_command("LPUSH", slot_key, "x"),  # a coord:* key, a command not granted
+            lambda: r.execute_command("APPEND", slot_key, "x"),  # a coord:* key, a command not granted
             lambda: r.publish("outside-channel", "x"),  # a channel outside coord:*
             lambda: r.eval("return redis.call('GET', KEYS[1])", 1, "outside:key"),  # a script's KEYS
         ]
@@ -213,7 +213,7 @@ def test_the_rules_refuse_what_coord_does_not_need(acl_backing: RedisProcess | R
         # What a script calls is checked against the rules too: its commands and the keys they touch.
         for script in (
             "return redis.call('FLUSHALL')",
-            "return redis.call('LPUSH', KEYS[1], 'x')",
+            "return redis.call('APPEND', KEYS[1], 'x')",
             "return redis.call('GET', 'outside:key')",
             "return redis.call('PUBLISH', 'outside-channel', 'x')",
         ):

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.collections.v1 import list_pb2_grpc, map_pb2_grpc, set_pb2_grpc, sorted_set_pb2_grpc
 from coord.events.v1 import events_pb2_grpc
 from coord.lock.v1 import lock_pb2_grpc
 from coord.ratelimit.v1 import ratelimit_pb2_grpc
@@ -108,6 +109,10 @@ class Tenant:
         self.ratelimit = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         self.session = session_pb2_grpc.SessionServiceStub(channel)
         self.events = events_pb2_grpc.EventsServiceStub(channel)
+        self.map = map_pb2_grpc.MapServiceStub(channel)
+        self.list = list_pb2_grpc.ListServiceStub(channel)
+        self.set = set_pb2_grpc.SetServiceStub(channel)
+        self.sorted_set = sorted_set_pb2_grpc.SortedSetServiceStub(channel)
 
     def close(self) -> None:
         self._channel.close()

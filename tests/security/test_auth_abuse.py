@@ -16,6 +16,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
 from coord.cache.v1 import cache_pb2
+from coord.collections.v1 import list_pb2, map_pb2, set_pb2, sorted_set_pb2
 from coord.events.v1 import events_pb2
 from coord.lock.v1 import lock_pb2
 from coord.ratelimit.v1 import ratelimit_pb2
@@ -27,7 +28,17 @@ from tests.conftest import CoordThread, RedisProcess, make_settings
 
 from .authkit import Metadata, api_key, bearer, get, new_key, redis_commands, refused, write_auth
 
-FILES = (cache_pb2, lock_pb2, ratelimit_pb2, session_pb2, events_pb2)
+FILES = (
+    cache_pb2,
+    lock_pb2,
+    ratelimit_pb2,
+    session_pb2,
+    events_pb2,
+    map_pb2,
+    list_pb2,
+    set_pb2,
+    sorted_set_pb2,
+)
 
 
 @pytest.fixture(scope="module")

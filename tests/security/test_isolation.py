@@ -14,6 +14,7 @@ a module's servers keep per-tenant state in memory (remembered denials) across t
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,10 @@ import pytest
 from google.protobuf import duration_pb2
 
 from coord.cache.v1 import cache_pb2 as cache
+from coord.collections.v1 import list_pb2 as ls
+from coord.collections.v1 import map_pb2 as mp
+from coord.collections.v1 import set_pb2 as st
+from coord.collections.v1 import sorted_set_pb2 as zs
 from coord.events.v1 import events_pb2 as ev
 from coord.lock.v1 import lock_pb2 as lk
 from coord.ratelimit.v1 import ratelimit_pb2 as rl
@@ -649,3 +654,54 @@ def test_shutdown_stops_every_tenants_background_work(
             stream.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
     assert server.leftover == [], repr(server.leftover)
+
+
+# -- collections ------------------------------------------------------------------------------------
+
+
+def test_collections(pair: Deployment) -> None:
+    """The same names in two tenants are two collections: maps, lists (a waiting Pop included), sets
+    and sorted sets; no kind check crosses tenants either."""
+    a, b = pair.tenants
+    a.map.Set(mp.MapServiceSetRequest(name="profile", fields=[mp.MapField(field="name", value=b"A")]))
+    a.list.Push(ls.ListServicePushRequest(name="jobs", values=[b"a1", b"a2"]))
+    a.set.Add(st.SetServiceAddRequest(name="tags", members=["x"]))
+    a.sorted_set.Put(
+        zs.SortedSetServicePutRequest(name="board", members=[zs.ScoredMember(member="ada", score=3)])
+    )
+
+    assert not b.map.Get(mp.MapServiceGetRequest(name="profile", fields=["name"])).values[0].found
+    assert b.list.Pop(ls.ListServicePopRequest(name="jobs", wait=sec(0.2))).values == []
+    assert not b.set.Contains(st.SetServiceContainsRequest(name="tags", members=["x"])).contains[0]
+    assert (
+        not b.sorted_set.GetRank(zs.SortedSetServiceGetRankRequest(name="board", members=["ada"]))
+        .ranks[0]
+        .found
+    )
+    # B may use A's names for any kind: its names are its own.
+    b.map.Set(mp.MapServiceSetRequest(name="jobs", fields=[mp.MapField(field="k", value=b"B")]))
+    b.list.Push(ls.ListServicePushRequest(name="profile", values=[b"b1"]))
+    assert b.map.Length(mp.MapServiceLengthRequest(name="jobs")).collection.length == 1
+
+    # A's waiting Pop is woken by A's push, never by B's.
+    popped: list[list[bytes]] = []
+    waiter = threading.Thread(
+        target=lambda: popped.append(
+            list(a.list.Pop(ls.ListServicePopRequest(name="queue", wait=sec(20)), timeout=30).values)
+        )
+    )
+    waiter.start()
+    queued = "coord:a:coll:{queue}:q"
+    wait_for(lambda: queued in pair.keys(), "A's Pop to wait")  # noqa: SIM118 (a list of key names)
+    b.list.Push(ls.ListServicePushRequest(name="queue", values=[b"from-b"]))
+    a.list.Push(ls.ListServicePushRequest(name="queue", values=[b"from-a"]))
+    waiter.join(30)
+    assert popped == [[b"from-a"]]
+    assert b.list.Range(ls.ListServiceRangeRequest(name="queue", start=0, stop=-1)).values == [b"from-b"]
+
+    assert a.map.Get(mp.MapServiceGetRequest(name="profile", fields=["name"])).values[0].value == b"A"
+    assert [v for v in a.list.Range(ls.ListServiceRangeRequest(name="jobs", start=0, stop=-1)).values] == [
+        b"a1",
+        b"a2",
+    ]
+    assert_keys_in_tenants(pair, "coll")

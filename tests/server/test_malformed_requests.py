@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.collections.v1 import list_pb2, map_pb2, set_pb2, sorted_set_pb2
 from coord.common.v1 import errors_pb2
 from coord.events.v1 import events_pb2
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
@@ -35,6 +36,10 @@ SERVICES: list[ServiceDescriptor] = [
     lock_pb2.DESCRIPTOR.services_by_name["LockService"],
     ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"],
     session_pb2.DESCRIPTOR.services_by_name["SessionService"],
+    map_pb2.DESCRIPTOR.services_by_name["MapService"],
+    list_pb2.DESCRIPTOR.services_by_name["ListService"],
+    set_pb2.DESCRIPTOR.services_by_name["SetService"],
+    sorted_set_pb2.DESCRIPTOR.services_by_name["SortedSetService"],
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]

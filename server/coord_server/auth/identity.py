@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FileDescriptor
 
 from coord.admin.v1 import admin_pb2
 from coord.cache.v1 import cache_pb2
+from coord.collections.v1 import list_pb2, map_pb2, set_pb2, sorted_set_pb2
 from coord.events.v1 import events_pb2
 from coord.lock.v1 import lock_pb2
 from coord.ratelimit.v1 import ratelimit_pb2
@@ -42,6 +43,10 @@ _FILES: dict[str, FileDescriptor] = {
     "ratelimit": ratelimit_pb2.DESCRIPTOR,
     "session": session_pb2.DESCRIPTOR,
     "events": events_pb2.DESCRIPTOR,
+    "map": map_pb2.DESCRIPTOR,
+    "list": list_pb2.DESCRIPTOR,
+    "set": set_pb2.DESCRIPTOR,
+    "sorted_set": sorted_set_pb2.DESCRIPTOR,
     "admin": admin_pb2.DESCRIPTOR,
 }
 #: Services ``"*"`` does not grant: their answers are not one tenant's (see the module docstring).

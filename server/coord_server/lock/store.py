@@ -7,15 +7,15 @@ import contextlib
 import enum
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from ..metrics.services import LockMetrics
-from ..redis import RedisBackend, Script, ScriptArg, ScriptSet, deadline, text
+from ..redis import RedisBackend, Script, ScriptArg, ScriptSet, text
+from ..waiters import deadline_left
 from .keys import LockKeys
-from .waiters import Waiters
+from .waiters import lock_waiters
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class LockStore:
         self._extend = scripts["extend"]
         self._cancel = scripts["cancel"]
         self._describe = scripts["describe"]
-        self.waiters = Waiters(
+        self.waiters = lock_waiters(
             redis,
             keys,
             scripts["heartbeat"],
@@ -200,7 +200,7 @@ class LockStore:
                 self._count_grant(request.mode, None)
             return result
         loop = asyncio.get_running_loop()
-        end = loop.time() + min(wait_s, _deadline_left())
+        end = loop.time() + min(wait_s, deadline_left())
         async with self.waiters.waiting(request.name) as waiter:
             done = failed = False
             attempt: asyncio.Future[Any] | None = None
@@ -327,15 +327,6 @@ class LockStore:
         """Run cleanup ``work`` to its end even if the caller is cancelled, outside any RPC deadline;
         shutdown waits for it (RedisBackend.close)."""
         return self._redis.detach(work)
-
-
-def _deadline_left() -> float:
-    """Seconds until the RPC deadline, minus a margin to answer in time (infinite when none)."""
-    at = deadline.current()
-    if at is None:
-        return float("inf")
-    left = at - time.monotonic()
-    return max(0.0, left - min(0.05, left * 0.1))
 
 
 def _holder(row: Any, now_ms: int) -> Holder:

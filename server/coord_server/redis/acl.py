@@ -84,6 +84,27 @@ SCRIPT_COMMANDS: tuple[str, ...] = (
     "xlen",
     "xrange",
     "xreadgroup",
+    # The collections (collections/scripts/*.lua): maps, lists, sets and sorted sets.
+    "hlen",
+    "hscan",
+    "hincrbyfloat",
+    "llen",
+    "lpop",
+    "lpush",
+    "lrange",
+    "lrem",
+    "ltrim",
+    "rpop",
+    "rpush",
+    "sadd",
+    "scard",
+    "smismember",
+    "spop",
+    "srem",
+    "sscan",
+    "zincrby",
+    "zmscore",
+    "zrevrank",
 )
 
 KEY_PATTERN = "~coord:*"

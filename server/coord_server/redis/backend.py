@@ -184,8 +184,14 @@ class RedisBackend(Commands):
             log.info("finishing %d background cleanups before closing Redis", len(self._detached))
             await asyncio.wait(set(self._detached), timeout=drain_timeout)
         await self._executor.aclose(drain_timeout)
-        await self._client.aclose()
-        await _close_sentinels(self._client)
+        # Bounded: a cluster client busy re-reading its slot map after a fault (connections reset,
+        # nodes refusing) must not hold the shutdown; what is left open dies with the process.
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self._client.aclose()
+                await _close_sentinels(self._client)
+        except TimeoutError:
+            log.warning("Redis connections did not close within %.1f s; leaving them", drain_timeout)
 
     # -- bounded execution -------------------------------------------------------------------------
 
