@@ -151,6 +151,18 @@ GOALS = (
         "redis-py Pub/Sub",
         at_least=0.5,
     ),
+    Goal(
+        "Collections: each common operation ≥ 0.7x the gRPC echo floor (as the cache)",
+        ("map.", "list.", "set.", "sorted_set."),
+        "gRPC echo floor",
+        at_least=0.7,
+    ),
+    Goal(
+        "Collections: Redis memory ≤ 1.2x the plain structure, 100+ elements",
+        ("map memory", "list memory", "set memory", "sorted_set memory"),
+        "plain",
+        at_most=1.2,
+    ),
 )
 
 

@@ -92,6 +92,7 @@ SCRIPT_COMMANDS: tuple[str, ...] = (
     "lpop",
     "lpush",
     "lrange",
+    "lindex",  # a list Pop peeks at each value before taking it (never more than one reply holds)
     "lrem",
     "ltrim",
     "rpop",

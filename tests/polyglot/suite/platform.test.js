@@ -16,9 +16,11 @@ const {
   SERVICE_CONFIG_PATH,
   deadline,
 } = require('../lib/coord');
+const {COLLECTION_FILES, COLLECTION_SERVICE_NAMES, collectionServices} = require('../lib/collections');
 
 const COORD_SERVICES = [
   'coord.cache.v1.CacheService',
+  ...COLLECTION_SERVICE_NAMES,
   'coord.events.v1.EventsService',
   'coord.lock.v1.LockService',
   'coord.ratelimit.v1.RateLimitService',
@@ -33,6 +35,10 @@ const NEVER_RETRIED = {
   'coord.ratelimit.v1.RateLimitService': ['Check'],
   'coord.session.v1.SessionService': ['Create', 'Update', 'Rotate', 'Revoke', 'RevokeAll'],
   'coord.events.v1.EventsService': ['Publish', 'BatchPublish', 'Consume'],
+  'coord.collections.v1.MapService': ['Set', 'Remove', 'Increment', 'Delete'],
+  'coord.collections.v1.ListService': ['Push', 'Pop', 'Remove', 'Trim', 'Delete'],
+  'coord.collections.v1.SetService': ['Add', 'Remove', 'Pop', 'Delete'],
+  'coord.collections.v1.SortedSetService': ['Put', 'Increment', 'Remove', 'Delete'],
 };
 
 describe('platform', () => {
@@ -73,14 +79,15 @@ describe('platform', () => {
   it('names only real methods in the service config and retries no non-idempotent one', () => {
     const config = JSON.parse(fs.readFileSync(SERVICE_CONFIG_PATH, 'utf8'));
     const known = {};
-    for (const Service of Object.values(services)) {
+    for (const Service of [...Object.values(services), ...Object.values(collectionServices)]) {
       for (const def of Object.values(Service.service)) {
         const [, service, method] = def.path.split('/');
         (known[service] ||= new Set()).add(method);
       }
     }
     assert.deepEqual(Object.keys(known).filter((s) => s.startsWith('coord.')).sort(), COORD_SERVICES);
-    assert.equal(Object.keys(SERVICE_FILES).length, COORD_SERVICES.length);
+    const files = Object.keys(SERVICE_FILES).length + Object.keys(COLLECTION_FILES).length;
+    assert.equal(files, COORD_SERVICES.length);
     for (const methodConfig of config.methodConfig) {
       assert.ok(methodConfig.timeout, `every methodConfig sets a timeout: ${JSON.stringify(methodConfig.name)}`);
       for (const {service, method} of methodConfig.name) {
