@@ -270,8 +270,9 @@ def test_a_dead_servers_waiter_ages_out(coord: CoordUnderTest, stub: Stub) -> No
     async def main() -> None:
         backend = _backend(coord)
         try:
-            # Queued with a 200 ms heartbeat TTL by a "server" that never renews it.
-            await _store(backend, waiter_ttl_ms=200)._attempt("q", End.FRONT, 1, WRITE, "dead")
+            # Queued with a 3 s heartbeat TTL by a "server" that never renews it (long enough to be
+            # seen queued below on a loaded machine, where closing a cluster client takes a while).
+            await _store(backend, waiter_ttl_ms=3000)._attempt("q", End.FRONT, 1, WRITE, "dead")
         finally:
             await backend.close()
 
