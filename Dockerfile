@@ -10,6 +10,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml setup.py MANIFEST.in README.md LICENSE requirements.txt ./
 COPY protos ./protos
+COPY vendor ./vendor
 COPY server ./server
 COPY client/coord_client ./client/coord_client
 # requirements.txt becomes constraints: the same pins, without extras or comments (pip refuses those).

@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN := client/coord
 GEN_STAMP := $(GEN)/.generated
+# Envoy's rate limit service protos (vendor/protos/README.md), generated beside the coord package.
+VENDOR_PROTOS := $(shell find vendor/protos -name '*.proto')
+GEN_VENDOR := client/envoy
 export PYTHONPATH := $(CURDIR)/server:$(CURDIR)/client
 # The Node.js client suite (tests/polyglot) and its npm packages, installed from the lock file.
 NODE_DIR := tests/polyglot
@@ -55,14 +58,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	printf '%s\n' "$(CURDIR)/server" "$(CURDIR)/client" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/coord-paths.pth"
 	touch $@
 
-# Stubs are regenerated only when a .proto file changes.
-$(GEN_STAMP): $(PROTOS) $(STAMP)
-	rm -rf $(GEN)
+# Stubs are regenerated only when a .proto file changes (Coord's or a vendored one).
+$(GEN_STAMP): $(PROTOS) $(VENDOR_PROTOS) $(STAMP)
+	rm -rf $(GEN) $(GEN_VENDOR)
 	mkdir -p $(GEN)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos -Ivendor/protos \
 	  --python_out=client --grpc_python_out=client \
-	  --mypy_out=client --mypy_grpc_out=client $(PROTOS)
-	find $(GEN) -type d -exec touch {}/__init__.py \;
+	  --mypy_out=client --mypy_grpc_out=client $(PROTOS) $(VENDOR_PROTOS)
+	find $(GEN) $(GEN_VENDOR) -type d -exec touch {}/__init__.py \;
 	touch $@
 
 proto: $(GEN_STAMP)
@@ -110,4 +113,4 @@ soak: $(GEN_STAMP)
 	$(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES)) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(GEN) .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
+	rm -rf $(GEN) $(GEN_VENDOR) .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -28,13 +28,41 @@ from types import FrameType
 import grpc
 import redis.asyncio as aioredis
 
-from . import cache, collections, events, latency, levers, lock, metrics, ratelimit, security, session
+from . import (
+    cache,
+    collections,
+    envoy,
+    events,
+    latency,
+    levers,
+    lock,
+    metrics,
+    near_cache,
+    ratelimit,
+    security,
+    session,
+    stampede,
+)
 from ._harness import Benchmark, Env, Plan, Row, new_event_loop, progress, table, write_json
 from ._procs import Processes, start_all, start_coord
 from ._results import DOCS, Machine, RunInfo
 from ._results import write as write_docs
 
-SUITES = (cache, security, latency, ratelimit, lock, session, events, collections, levers, metrics)
+SUITES = (
+    cache,
+    near_cache,
+    stampede,
+    security,
+    latency,
+    ratelimit,
+    envoy,
+    lock,
+    session,
+    events,
+    collections,
+    levers,
+    metrics,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 QUICK = Plan(duration=0.3, rounds=3, concurrency=(1, 64), warmup=0.15, memory_keys=2000)

@@ -7,7 +7,8 @@ Baselines, all in the same run:
   conditions, no atomic value+TTL+version).
 - the gRPC echo floor: the fastest unary RPC this machine can serve from Python.
 
-Plus Redis memory per entry: Coord's hash (value + version, with a TTL) against a plain string key.
+Plus Redis memory per entry: Coord's hash (value + version, with a TTL) against a plain string key,
+and the cost of tags: tagged Get and Set against the same untagged calls through the same Coord.
 """
 
 from __future__ import annotations
@@ -32,13 +33,22 @@ def _user_keys(count: int, prefix: str = "bench:") -> list[str]:
     return [f"{prefix}{i:06d}" for i in range(count)]
 
 
-def _set_request(key: str) -> cache_pb2.SetRequest:
-    return cache_pb2.SetRequest(key=key, value=VALUE, ttl=Duration(seconds=TTL_MS // 1000))
+def _set_request(key: str, tags: tuple[str, ...] = ()) -> cache_pb2.SetRequest:
+    return cache_pb2.SetRequest(key=key, value=VALUE, ttl=Duration(seconds=TTL_MS // 1000), tags=tags)
 
 
-async def _coord_set_all(stub: cache_pb2_grpc.CacheServiceAsyncStub, keys: list[str]) -> None:
+def _tags_of(i: int) -> tuple[str, ...]:
+    """Two tags per entry, as an application would: one shared by every entry, one by a tenth."""
+    return ("bench:all", f"bench:group:{i % 10}")
+
+
+async def _coord_set_all(
+    stub: cache_pb2_grpc.CacheServiceAsyncStub, keys: list[str], *, tagged: bool = False
+) -> None:
     for i in range(0, len(keys), BATCH):
-        batch = [_set_request(k) for k in keys[i : i + BATCH]]
+        batch = [
+            _set_request(k, _tags_of(i + j) if tagged else ()) for j, k in enumerate(keys[i : i + BATCH])
+        ]
         reply = await stub.BatchSet(cache_pb2.BatchSetRequest(requests=batch))
         if any(r.outcome != cache_pb2.WRITE_OUTCOME_STORED for r in reply.responses):
             raise RuntimeError("Coord did not store every preloaded entry")
@@ -109,13 +119,15 @@ async def bench_set(env: Env) -> list[Row]:
     requests = [_set_request(k) for k in s.keys]
     sha = s.scripts["set"].sha
     redis = env.redis
+    coord_keys = CacheKeys(TENANT)
+    channel = coord_keys.invalidations()  # as Coord sends it (COORD_CACHE_INVALIDATIONS on)
+    lease_keys = [coord_keys.all(k) for k in s.keys]  # entry, tombstone, lease and its queue
 
     async def coord(i: int) -> None:
         await s.stub.Set(requests[i % KEYS])
 
     async def lua(i: int) -> None:
-        entry, tomb = s.both[i % KEYS]
-        await redis.evalsha(sha, 2, entry, tomb, VALUE, TTL_MS, 0, "0", "", "0")
+        await redis.evalsha(sha, 6, *lease_keys[i % KEYS], VALUE, TTL_MS, 0, "0", "", "0", channel, "")
 
     async def plain(i: int) -> None:
         await redis.set(s.keys[i % KEYS], VALUE, px=TTL_MS)
@@ -130,6 +142,49 @@ async def bench_set(env: Env) -> list[Row]:
             s.floor(),
         ],
     )
+
+
+async def bench_tags(env: Env) -> list[Row]:
+    """The cost of tags through one Coord: a Get of a tagged entry (two Redis round trips: the entry,
+    then its tags' generations) and a tagged Set (the generations first, then set.lua), each against
+    the same call on an untagged entry."""
+    s = _Sides(env)
+    tagged_keys = _user_keys(KEYS, "tagged:")
+    await _coord_set_all(s.stub, s.keys)
+    await _coord_set_all(s.stub, tagged_keys, tagged=True)
+    gets = [cache_pb2.GetRequest(key=k) for k in s.keys]
+    tagged_gets = [cache_pb2.GetRequest(key=k) for k in tagged_keys]
+    probe = await s.stub.Get(tagged_gets[0])
+    if not probe.entry.found:
+        raise RuntimeError("Coord Get missed a preloaded tagged key")
+    sets = [_set_request(k) for k in s.keys]
+    tagged_sets = [_set_request(k, _tags_of(i)) for i, k in enumerate(tagged_keys)]
+
+    async def get_tagged(i: int) -> None:
+        await s.stub.Get(tagged_gets[i % KEYS])
+
+    async def get_plain(i: int) -> None:
+        await s.stub.Get(gets[i % KEYS])
+
+    async def set_tagged(i: int) -> None:
+        await s.stub.Set(tagged_sets[i % KEYS])
+
+    async def set_plain(i: int) -> None:
+        await s.stub.Set(sets[i % KEYS])
+
+    rows = await compare(
+        env,
+        "cache.tagged Get (hit, 100 B, 2 tags)",
+        Side("Coord", get_tagged, env.coord_pid),
+        [Side("Coord untagged Get", get_plain, env.coord_pid)],
+    )
+    rows += await compare(
+        env,
+        "cache.tagged Set (100 B, 2 tags)",
+        Side("Coord", set_tagged, env.coord_pid),
+        [Side("Coord untagged Set", set_plain, env.coord_pid)],
+    )
+    return rows
 
 
 async def _used_memory(env: Env) -> int:
@@ -159,4 +214,5 @@ BENCHMARKS = (
     Benchmark("cache.get", bench_get),
     Benchmark("cache.set", bench_set),
     Benchmark("cache.memory", bench_memory),
+    Benchmark("cache.tags", bench_tags),
 )

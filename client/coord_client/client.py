@@ -38,6 +38,7 @@ from ._base import (
 from ._tls import TLSConfig, TokenSource
 from .admin import AdminAPI, AsyncAdminAPI
 from .cache import AsyncCacheAPI, CacheAPI
+from .cache._near import KEEPALIVE_OPTIONS, NearCache
 from .collections import (
     AsyncCollections,
     AsyncList,
@@ -50,6 +51,7 @@ from .collections import (
     Set,
     SortedSet,
 )
+from .election import AsyncElection, AsyncElectionAPI, Election, ElectionAPI
 from .events import AsyncEventsAPI, EventsAPI
 from .lock import AsyncLockAPI, LockAPI
 from .ratelimit import AsyncRateLimitAPI, RateLimitAPI
@@ -89,6 +91,12 @@ class Client(_ClientBase[grpc.Channel]):
     ``max_in_flight`` (default 512) bounds the unary calls on the channel at once, across all
     threads; further calls wait in the client for a slot, within their own deadline (a call still
     waiting when its deadline passes raises DeadlineExceeded and was not sent). Streams take no slot.
+
+    ``near_cache`` keeps cache entries in this process, dropped by invalidations the server pushes: a
+    :class:`~coord_client.cache.NearCache` (which keys, how many entries and bytes), or ``True`` for
+    every key with the defaults. Reads of kept keys are then answered from memory, with no network;
+    ``coord_client.cache._near`` tells how it stays correct. Its counters:
+    ``client.cache.near_cache.stats``.
     """
 
     _transport: Transport
@@ -105,10 +113,12 @@ class Client(_ClientBase[grpc.Channel]):
         tls: TLSConfig | bool | None = None,
         token: TokenSource | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        near_cache: NearCache | bool | None = None,
     ) -> None:
+        near = _near_cache(near_cache)
         sec = security(target, tls=tls, credentials=credentials, token=token)
         t = Transport(
-            sync_channel(target, [*sec.options, *options], sec.credentials),
+            sync_channel(target, [*_near_options(near), *sec.options, *options], sec.credentials),
             timeout=timeout,
             retry=retry,
             metadata=metadata,
@@ -116,7 +126,7 @@ class Client(_ClientBase[grpc.Channel]):
             max_in_flight=max_in_flight,
         )
         super().__init__(target, t)
-        self.cache = CacheAPI(t)
+        self.cache = CacheAPI(t, near)
         self.lock = LockAPI(t)
         self.ratelimit = RateLimitAPI(t)
         self.limit = self.ratelimit.limit  # client.limit("user:42", rate="100/m")
@@ -124,6 +134,7 @@ class Client(_ClientBase[grpc.Channel]):
         self.events = EventsAPI(t)
         self.admin = AdminAPI(t)
         self._collections = Collections(t)
+        self._elections = ElectionAPI(t)
 
     def map(self, name: str) -> Map:
         """The map (a Redis hash) called ``name``: ``client.map("user:42").set(name="Ada")``."""
@@ -141,8 +152,13 @@ class Client(_ClientBase[grpc.Channel]):
         """The sorted set (a leaderboard) called ``name``: ``client.sorted_set("board").top(10)``."""
         return self._collections.sorted_set(name)
 
+    def election(self, name: str) -> Election:
+        """The election called ``name``: ``with client.election("scheduler").campaign(value=b"a"):``."""
+        return self._elections.election(name)
+
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
+        self.cache._close_near()
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -160,6 +176,8 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
     Create it inside the event loop that will use it; close it with ``await client.close()`` or
     ``async with``. Fire as many concurrent calls as you like (``asyncio.gather`` of 10,000): at
     most ``max_in_flight`` are on the channel at once, the rest wait their turn within their deadline.
+    With ``near_cache``, its stream runs as a task of this loop (started by the first
+    read if the client is made outside it).
     """
 
     _transport: AsyncTransport
@@ -177,10 +195,12 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         token: TokenSource | None = None,
         batch_checks: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        near_cache: NearCache | bool | None = None,
     ) -> None:
+        near = _near_cache(near_cache)
         sec = security(target, tls=tls, credentials=credentials, token=token)
         t = AsyncTransport(
-            async_channel(target, [*sec.options, *options], sec.credentials),
+            async_channel(target, [*_near_options(near), *sec.options, *options], sec.credentials),
             timeout=timeout,
             retry=retry,
             metadata=metadata,
@@ -188,7 +208,7 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
             max_in_flight=max_in_flight,
         )
         super().__init__(target, t)
-        self.cache = AsyncCacheAPI(t)
+        self.cache = AsyncCacheAPI(t, near)
         self.lock = AsyncLockAPI(t)
         # batch_checks: concurrent rate-limit checks share CheckBatch calls (see ratelimit/batching.py).
         self.ratelimit = AsyncRateLimitAPI(t, batch=batch_checks)
@@ -197,6 +217,7 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         self.events = AsyncEventsAPI(t)
         self.admin = AsyncAdminAPI(t)
         self._collections = AsyncCollections(t)
+        self._elections = AsyncElectionAPI(t)
 
     def map(self, name: str) -> AsyncMap:
         """The map called ``name``: ``await client.map("user:42").get("name")``."""
@@ -214,8 +235,13 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         """The sorted set (a leaderboard) called ``name``: ``await client.sorted_set("b").top(10)``."""
         return self._collections.sorted_set(name)
 
+    def election(self, name: str) -> AsyncElection:
+        """The election called ``name``: ``async with client.election("s").campaign(value=b"a"):``."""
+        return self._elections.election(name)
+
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
+        await self.cache._close_near()
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -225,6 +251,23 @@ class AsyncClient(_ClientBase[grpc.aio.Channel]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _near_cache(near_cache: NearCache | bool | None) -> NearCache | None:
+    if near_cache is None or near_cache is False:
+        return None
+    if near_cache is True:
+        return NearCache()
+    if not isinstance(near_cache, NearCache):
+        raise TypeError(f"near_cache must be a NearCache or True, not {type(near_cache).__name__}")
+    if near_cache.runner is not None:
+        raise ValueError("this NearCache already serves another client; make one per client")
+    return near_cache
+
+
+def _near_options(near: NearCache | None) -> tuple[tuple[str, int], ...]:
+    """A near cache serves reads from memory: a server that stops answering must be noticed."""
+    return KEEPALIVE_OPTIONS if near is not None else ()
 
 
 __all__ = ["AsyncClient", "Client"]

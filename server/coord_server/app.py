@@ -19,7 +19,21 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from . import _streams, access_log, admin, auth, cache, events, lock, metrics, ratelimit, session, tracing
+from . import (
+    _streams,
+    access_log,
+    admin,
+    auth,
+    cache,
+    election,
+    envoy,
+    events,
+    lock,
+    metrics,
+    ratelimit,
+    session,
+    tracing,
+)
 from ._grpc import add_service
 from .collections import lists, maps, sets, sorted_sets
 from .config import Settings
@@ -46,6 +60,7 @@ SERVICES: tuple[ServiceInstaller, ...] = (
     lists.add_to_server,
     sets.add_to_server,
     sorted_sets.add_to_server,
+    election.add_to_server,
     admin.add_to_server,
 )
 
@@ -96,6 +111,7 @@ class BuiltServer:
     health: HealthMonitor
     policies: PolicyRegistry  # the rate limit policies its RateLimitService answers from
     auth: auth.Auth | None = None  # who its callers are, when authentication is on
+    envoy: envoy.EnvoyLimits | None = None  # the Envoy rate limit config its RLS answers from
 
 
 def build_server(
@@ -116,10 +132,12 @@ def build_server(
     if settings.access_log:
         access_log.attach(server, settings.tenant)  # likewise before the services
     policies = ratelimit.load_policies(settings)
+    envoy_limits = envoy.load_config(settings)
     cache_name = cache.add_to_server(server, cache_redis or redis, settings)
     names = [
         cache_name,
         ratelimit.add_to_server(server, redis, settings, policies),
+        envoy.add_to_server(server, redis, settings, envoy_limits),
         *(install(server, redis, settings) for install in SERVICES),
     ]
     own = {cache_name: cache_redis} if cache_redis is not None else {}
@@ -134,7 +152,7 @@ def build_server(
             reflection.aio.ReflectionServicer(described),  # type: ignore[attr-defined]  # exported at run time
             reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
         )
-    return BuiltServer(server, monitor, policies, guard)
+    return BuiltServer(server, monitor, policies, guard, envoy=envoy_limits)
 
 
 @dataclass
@@ -150,15 +168,18 @@ class RunningServer:
     tls: ServerTLS | None = None  # the certificates it serves, when it serves TLS
     auth: auth.Auth | None = None  # its callers' identities and limits, when authentication is on
     metrics_port: int | None = None  # where it serves /metrics (COORD_METRICS_LISTEN), when it does
+    envoy: envoy.EnvoyLimits | None = None  # the Envoy rate limit config (COORD_ENVOY_RATELIMIT_CONFIG)
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def reload(self) -> None:
-        """What SIGHUP does: re-read the rate limit policy file and the TLS certificates; a bad file
-        is logged and the previous one stays."""
+        """What SIGHUP does: re-read the rate limit policy file, the Envoy rate limit config and the
+        TLS certificates; a bad file is logged and the previous one stays."""
         self.policies.reload()
+        if self.envoy is not None:
+            self.envoy.reload()
         if self.tls is not None:
             self.tls.reload()
         if self.auth is not None:
@@ -228,6 +249,7 @@ async def running(settings: Settings) -> AsyncIterator[RunningServer]:
             tls=tls,
             auth=built.auth,
             metrics_port=exporter.port if exporter is not None else None,
+            envoy=built.envoy,
         )
     finally:
         log.info("shutting down: NOT_SERVING, draining in-flight RPCs for up to %gs", settings.shutdown_grace)

@@ -415,6 +415,15 @@ class Settings:
     tombstone_ttl: float = duration(
         3600.0, "COORD_TOMBSTONE_TTL", "how long a deleted cache key remembers its version and fences"
     )
+    cache_invalidations: bool = boolean(
+        True,
+        "COORD_CACHE_INVALIDATIONS",
+        "cache writes publish invalidations for near caches (WatchInvalidations); off saves a PUBLISH",
+    )
+    cache_max_lease: float = duration(
+        60.0, "COORD_CACHE_MAX_LEASE", "longest fill lease a GetOrLease may ask for"
+    )
+    cache_max_tags: int = whole(8, "COORD_CACHE_MAX_TAGS", "most tags one cache entry may carry (Set tags)")
 
     # -- collections (maps, lists, sets, sorted sets) ------------------------------------------
     collection_max_elements: int = whole(
@@ -445,6 +454,26 @@ class Settings:
         "COORD_RATELIMIT_DENY_CACHE",
         "1: remember exact denials and answer repeated checks of a denied key without Redis until its "
         "retry_after (a Reset through another server is seen only then)",
+    )
+
+    # -- Envoy's rate limit service (docs/envoy.md) --------------------------------------------
+    envoy_ratelimit_config: str = text(
+        "",
+        "COORD_ENVOY_RATELIMIT_CONFIG",
+        "envoyproxy/ratelimit YAML for envoy.service.ratelimit.v3.RateLimitService: a file or a folder of "
+        ".yaml/.yml files, reloaded on SIGHUP; empty: every descriptor is OK, as for an unknown domain",
+    )
+    envoy_ratelimit_headers: bool = boolean(
+        False,
+        "COORD_ENVOY_RATELIMIT_HEADERS",
+        "1: ShouldRateLimit adds RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to "
+        "response_headers_to_add (envoyproxy/ratelimit's LIMIT_RESPONSE_HEADERS_ENABLED)",
+    )
+    envoy_ratelimit_failure_mode: str = text(
+        "error",
+        "COORD_ENVOY_RATELIMIT_FAILURE_MODE",
+        "ShouldRateLimit's answer when Redis cannot decide within COORD_RATELIMIT_TIMEOUT: error "
+        "(UNAVAILABLE: Envoy's failure_mode_deny decides), deny (OVER_LIMIT) or allow (OK)",
     )
 
     # -- session -------------------------------------------------------------------------------
@@ -619,6 +648,7 @@ class Settings:
             ("COORD_EVENTS_READERS", self.events_readers),
             ("COORD_EVENTS_READ_STREAMS", self.events_read_streams),
             ("COORD_COLLECTION_MAX_ELEMENTS", self.collection_max_elements),
+            ("COORD_CACHE_MAX_TAGS", self.cache_max_tags),
         ):
             if value < 1:
                 raise ConfigError(f"{env}: must be at least 1 (got {value})")

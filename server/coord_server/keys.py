@@ -15,6 +15,23 @@ def hash_tag(name: str) -> str:
     return "{" + name.translate(_ESCAPES) + "}"
 
 
+_UNESCAPES = {"%25": "%", "%7B": "{", "%7D": "}"}
+
+
+def unescape_tag(escaped: str) -> str:
+    """The name a :func:`hash_tag` was made of (without its braces)."""
+    out, i = [], 0
+    while i < len(escaped):
+        piece = escaped[i : i + 3]
+        if piece in _UNESCAPES:
+            out.append(_UNESCAPES[piece])
+            i += 3
+        else:
+            out.append(escaped[i])
+            i += 1
+    return "".join(out)
+
+
 def service_prefix(tenant: str, service: str) -> str:
     """The prefix of every key ``service`` writes for ``tenant``."""
     return f"coord:{tenant}:{service}:"

@@ -35,7 +35,7 @@ def test_concurrent_fillers_converge_on_one_value(coord_single):
                 barrier.wait(10)  # every worker has missed before any of them writes
                 return f"value-{n}".encode()
 
-            results.append(client.cache.get_or_set("k", fill))
+            results.append(client.cache.get_or_set("k", fill, lease=False))  # every one fills
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
         for t in threads:

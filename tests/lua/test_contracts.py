@@ -23,7 +23,7 @@ from coord_server.redis import Script, ScriptSet
 
 from ..conftest import RedisClusterProcess, RedisProcess
 
-SERVICES = ("cache", "collections", "events", "lock", "ratelimit", "session")
+SERVICES = ("cache", "collections", "election", "envoy", "events", "lock", "ratelimit", "session")
 
 HEADER = re.compile(r"\A--\[\[(.*?)\]\]", re.DOTALL)
 INCLUDE = re.compile(r"^-- @include (\S+)$", re.MULTILINE)

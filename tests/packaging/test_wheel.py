@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.packaging, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Everything a build reads, with client/coord_client (the Dockerfile's build stage copies the same).
-SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "protos", "server")
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "protos", "vendor", "server")
 # Upper bounds on waiting for pip, not expectations: a cold cache on a loaded machine is slow.
 PIP_TIMEOUT = 900
 

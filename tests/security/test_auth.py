@@ -182,7 +182,7 @@ def _reflected_services(target: str) -> set[str] | None:
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNIMPLEMENTED
             return None
-    return {n for n in names if not n.startswith("coord.") or n == CACHE_SERVICE}
+    return {n for n in names if not n.startswith(("coord.", "envoy.")) or n == CACHE_SERVICE}
 
 
 def test_reload_takes_new_keys_and_a_broken_file_keeps_the_old(

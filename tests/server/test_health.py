@@ -57,7 +57,7 @@ def test_not_serving_until_redis_first_answers(redis_factory: Callable[..., Redi
             grpc.channel_ready_future(channel).result(timeout=30)
             listed = ProtoReflectionDescriptorDatabase(channel).get_services()
             services = sorted(s for s in listed if s.startswith("coord."))
-            assert len(services) == 10, services  # the nine services and AdminService
+            assert len(services) == 11, services  # the ten services and AdminService
             names = ["", *services]
             assert statuses(channel, names) == dict.fromkeys(names, "NOT_SERVING")
 

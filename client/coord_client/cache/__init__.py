@@ -14,16 +14,19 @@ False``, a condition that did not hold is ``SetResult.stored == False`` with its
         def load_user(user_id: int) -> dict: ...
 
 The package: ``models`` (what calls take and return), ``_codec`` (request building and response
-parsing, shared), ``sync`` and ``aio`` (the two APIs), ``_cached`` (what both ``cached`` share).
+parsing, shared), ``sync`` and ``aio`` (the two APIs), ``_cached`` (what both ``cached`` share),
+``_near`` (the near cache: ``Client(near_cache=NearCache(...))``).
 """
 
 from ._codec import SERVICE
+from ._near import NearCache, NearCacheStats
 from .aio import AsyncCacheAPI, AsyncCachedFunction
 from .models import (
     TTL,
     DeleteOutcome,
     DeleteResult,
     Entry,
+    FillLease,
     IncrementResult,
     KeyDeleteResult,
     Serializer,
@@ -45,8 +48,11 @@ __all__ = [
     "DeleteOutcome",
     "DeleteResult",
     "Entry",
+    "FillLease",
     "IncrementResult",
     "KeyDeleteResult",
+    "NearCache",
+    "NearCacheStats",
     "Serializer",
     "SetItem",
     "SetOutcome",

@@ -17,13 +17,14 @@ from google.protobuf import duration_pb2
 from coord.cache.v1 import cache_pb2
 
 from .._call import Call
-from .._convert import duration_field, utc_or_none
+from .._convert import Seconds, duration_field, seconds, utc_or_none
 from .models import (
     TTL,
     DeleteOutcome,
     DeleteResult,
     Entry,
     FenceLike,
+    FillLease,
     IncrementResult,
     KeyDeleteResult,
     SetItem,
@@ -66,6 +67,13 @@ def batch_set(items: Mapping[str, Value] | Iterable[SetItem], ttl: TTL) -> Call[
     )
 
 
+def invalidate_tags(tags: tuple[str, ...]) -> Call[int]:
+    if not tags:
+        raise ValueError("invalidate_tags needs at least one tag")
+    request = cache_pb2.InvalidateTagsRequest(tags=tag_list(tags))
+    return Call("InvalidateTags", request, lambda r: r.tag_count)
+
+
 def delete(keys: tuple[str, ...], if_version: int | None) -> Call[DeleteResult]:
     if not keys:
         raise ValueError("delete needs at least one key")
@@ -91,6 +99,28 @@ def increment(key: str, delta: int, ttl: TTL) -> Call[IncrementResult]:
 def touch(key: str, ttl: TTL) -> Call[TouchResult]:
     request = cache_pb2.TouchRequest(key=_key(key), ttl=_ttl(ttl))
     return Call("Touch", request, lambda r: TouchResult(key, r.found, _expiry(r)))
+
+
+def get_or_lease(key: str, lease_ttl: Seconds, wait: float) -> Call[FillLease]:
+    request = cache_pb2.GetOrLeaseRequest(
+        key=_key(key),
+        lease_ttl=duration_field(lease_ttl, "lease_ttl", allow_zero=False),
+        wait=duration_field(wait, "wait"),
+    )
+    return Call("GetOrLease", request, _lease)
+
+
+def wait_seconds(wait: Seconds | None, default: float) -> float:
+    """How long a GetOrLease waits for another caller's fill: ``wait`` (seconds or a timedelta,
+    zero for no wait), or ``default`` when None."""
+    chosen = seconds(wait, "wait")
+    return default if chosen is None else chosen
+
+
+def lease_deadline(wait: float, timeout: float | None, default: float) -> float:
+    """A GetOrLease's deadline: the caller's ``timeout``; without one, the wait plus the client's
+    default timeout, so that a default meant for quick calls does not cut a long wait short."""
+    return timeout if timeout is not None else wait + default
 
 
 def value_bytes(value: Value) -> bytes:
@@ -121,6 +151,13 @@ def _keys(keys: Iterable[str]) -> list[str]:
     if isinstance(keys, str | bytes):
         raise TypeError("keys must be a list of keys, not a single str")
     return [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
+
+
+def tag_list(tags: Iterable[str]) -> list[str]:
+    """Tags as sent: a list of str (a single str is refused, not taken as its characters)."""
+    if isinstance(tags, str | bytes):
+        raise TypeError("tags must be a list of tags, not a single str")
+    return [_key(t, f"tags[{i}]") for i, t in enumerate(tags)]
 
 
 def _ttl(ttl: TTL) -> duration_pb2.Duration | None:
@@ -165,7 +202,17 @@ def _set_request(item: SetItem) -> cache_pb2.SetRequest:
         request.if_version = _version(item.if_version)
     if item.fence is not None:
         request.fence.CopyFrom(_fence(item.fence))
+    if item.lease_token is not None:
+        request.lease_token = _lease_token(item.lease_token)
+    if item.tags:
+        request.tags.extend(tag_list(item.tags))
     return request
+
+
+def _lease_token(token: str) -> str:
+    if not isinstance(token, str) or not token:
+        raise ValueError("lease_token must be the non-empty token of a lease from get_or_lease")
+    return token
 
 
 def _set_items(items: Mapping[str, Value] | Iterable[SetItem], ttl: TTL) -> list[SetItem]:
@@ -187,6 +234,7 @@ _SET_OUTCOMES = {
     cache_pb2.WRITE_OUTCOME_NOT_FOUND: SetOutcome.NOT_FOUND,
     cache_pb2.WRITE_OUTCOME_VERSION_MISMATCH: SetOutcome.VERSION_MISMATCH,
     cache_pb2.WRITE_OUTCOME_FENCED: SetOutcome.FENCED,
+    cache_pb2.WRITE_OUTCOME_LEASE_LOST: SetOutcome.LEASE_LOST,
 }
 _DELETE_OUTCOMES = {
     cache_pb2.DELETE_OUTCOME_DELETED: DeleteOutcome.DELETED,
@@ -213,6 +261,11 @@ def _set_result(key: str, pb: cache_pb2.SetResponse) -> SetResult:
         expire_time=_expiry(pb),
         fencing_token=pb.fencing_token,
     )
+
+
+def _lease(pb: cache_pb2.GetOrLeaseResponse) -> FillLease:
+    expire = utc_or_none(pb.lease_expire_time, pb.HasField("lease_expire_time"))
+    return FillLease(_entry(pb.entry), pb.lease_token, expire, pb.waited)
 
 
 def _delete_result(pb: cache_pb2.DeleteResponse) -> DeleteResult:

@@ -8,6 +8,7 @@ the same way (``coord_server.cache.store``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +32,9 @@ class SetOutcome(enum.StrEnum):
     NOT_FOUND = "not_found"
     VERSION_MISMATCH = "version_mismatch"
     FENCED = "fenced"  # a newer holder of the fence's lock already wrote this key
+    # lease_token is not the key's fill lease any more: it expired and passed on, a Delete ended it,
+    # or another write filled the key first
+    LEASE_LOST = "lease_lost"
 
 
 class DeleteOutcome(enum.StrEnum):
@@ -110,6 +114,23 @@ class TouchResult:
 
 
 @dataclass(frozen=True)
+class FillLease:
+    """The result of a ``get_or_lease``: a hit (``entry.found``), the caller's fill lease
+    (``lease_token``: compute the value and ``set`` it with ``lease_token=``), or neither (the wait
+    ended while another caller held the lease). ``waited`` is True when the call waited for another
+    caller's fill."""
+
+    entry: Entry
+    lease_token: str = ""
+    lease_expire_time: datetime | None = None  # UTC, by the Redis server's clock
+    waited: bool = False
+
+    @property
+    def leased(self) -> bool:
+        return bool(self.lease_token)
+
+
+@dataclass(frozen=True)
 class SetItem:
     """One write of a :meth:`CacheAPI.batch_set`, with the same arguments as ``set``."""
 
@@ -120,6 +141,8 @@ class SetItem:
     if_present: bool = False
     if_version: int | None = None
     fence: FenceLike | None = None
+    lease_token: str | None = None  # the fill of this lease from get_or_lease: stored only under it
+    tags: Sequence[str] = ()  # labels for invalidate_tags: any of them invalidated makes it a miss
 
 
 class _HasFence(Protocol):

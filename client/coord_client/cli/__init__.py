@@ -19,7 +19,7 @@ from types import ModuleType
 from .._base import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ..client import Client
 from ..errors import CoordError
-from . import auth, cache, collections, events, lock, ratelimit, session, stats
+from . import auth, cache, collections, election, events, lock, ratelimit, session, stats
 from ._common import (
     EPILOG,
     Exit,
@@ -31,7 +31,7 @@ from ._common import (
 )
 
 # One module per service; each has register(subparsers).
-GROUPS: list[ModuleType] = [cache, collections, lock, ratelimit, session, events, auth, stats]
+GROUPS: list[ModuleType] = [cache, collections, lock, election, ratelimit, session, events, auth, stats]
 
 
 def build_parser() -> argparse.ArgumentParser:

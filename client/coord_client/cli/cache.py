@@ -3,6 +3,8 @@
 coordctl cache set greeting hello --ttl 10m
 coordctl cache get greeting                  # prints: hello
 coordctl --json cache mget a b c
+coordctl cache set user:7 '{...}' --tag user:7 --tag users
+coordctl cache invalidate-tags users         # every entry tagged "users" is now a miss
 """
 
 from __future__ import annotations
@@ -41,7 +43,21 @@ def register(subparsers: Any) -> None:
     condition.add_argument("--if-absent", action="store_true", help="only if the key does not exist")
     condition.add_argument("--if-present", action="store_true", help="only if the key exists")
     condition.add_argument("--if-version", type=positive_int, metavar="N", help="only if its version is N")
+    put.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        metavar="TAG",
+        help="label the entry for invalidate-tags (repeat for several)",
+    )
     put.set_defaults(handler=_set)
+
+    tags = commands.add_parser(
+        "invalidate-tags", help="make every entry written with any of these tags a miss"
+    )
+    tags.add_argument("tags", nargs="+", metavar="TAG")
+    tags.set_defaults(handler=_invalidate_tags)
 
     delete = commands.add_parser("delete", help="remove keys (exit 1 if any was not deleted)")
     delete.add_argument("keys", nargs="+", metavar="KEY")
@@ -117,6 +133,7 @@ def _set(client: Client, args: argparse.Namespace, out: Output) -> int:
         if_absent=args.if_absent,
         if_present=args.if_present,
         if_version=args.if_version,
+        tags=args.tags,
     )
     if result.stored:
         expires = time_text(result.expire_time)
@@ -126,6 +143,12 @@ def _set(client: Client, args: argparse.Namespace, out: Output) -> int:
     why = result.outcome.value.replace("_", " ")
     out.note(f"{args.key}: not stored: {why}" + (f" (version {result.version})" if result.version else ""))
     return Exit.NOT_MET
+
+
+def _invalidate_tags(client: Client, args: argparse.Namespace, out: Output) -> int:
+    count = client.cache.invalidate_tags(*args.tags)
+    out.result({"tag_count": count}, f"invalidated {count} tag{'' if count == 1 else 's'}")
+    return Exit.OK
 
 
 def _delete(client: Client, args: argparse.Namespace, out: Output) -> int:

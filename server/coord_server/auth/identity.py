@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf.descriptor import FileDescriptor
 
 from coord.admin.v1 import admin_pb2
 from coord.cache.v1 import cache_pb2
 from coord.collections.v1 import list_pb2, map_pb2, set_pb2, sorted_set_pb2
+from coord.election.v1 import election_pb2
 from coord.events.v1 import events_pb2
 from coord.lock.v1 import lock_pb2
 from coord.ratelimit.v1 import ratelimit_pb2
@@ -47,6 +49,8 @@ _FILES: dict[str, FileDescriptor] = {
     "list": list_pb2.DESCRIPTOR,
     "set": set_pb2.DESCRIPTOR,
     "sorted_set": sorted_set_pb2.DESCRIPTOR,
+    "election": election_pb2.DESCRIPTOR,
+    "envoy": rls_pb2.DESCRIPTOR,
     "admin": admin_pb2.DESCRIPTOR,
 }
 #: Services ``"*"`` does not grant: their answers are not one tenant's (see the module docstring).

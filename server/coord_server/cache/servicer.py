@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -16,10 +16,13 @@ from ..errors import invalid
 from ..metrics.services import CacheLookups
 from ..tenancy import PerTenant
 from ..validation import Limits
-from .store import CacheStore, Condition, Entry, SetItem, SetResult
+from .invalidations import InvalidationHub, Kind, Notice, watch_spec, watching_off
+from .store import CacheStore, Condition, Entry, Leased, SetItem, SetResult
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
+# The longest lease token a Set may carry (Coord's own are 24 characters): anything longer is no lease.
+_MAX_LEASE_TOKEN = 256
 # Lua compares fencing tokens as doubles: exact only below 2^53 (Coord's own tokens are far below).
 _MAX_FENCING_TOKEN = 2**53 - 1
 _GET_STREAM = "CacheServicer.GetStream"
@@ -35,6 +38,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self._limits = limits
         self._max_reply_bytes = max_reply_bytes  # gRPC would refuse to send a larger reply
         self.lookups: CacheLookups | None = None  # hits and misses, when metrics are on
+        self.max_lease_ms = 60_000  # the longest fill lease (COORD_CACHE_MAX_LEASE; add_to_server sets it)
+        self.max_tags = 8  # the most tags one Set may carry (COORD_CACHE_MAX_TAGS; add_to_server sets it)
+        # Each tenant's invalidation subscription; None when COORD_CACHE_INVALIDATIONS is off.
+        self.invalidations: PerTenant[InvalidationHub] | None = None
 
     @rpc
     async def Get(self, request: cache_pb2.GetRequest, context: Ctx) -> cache_pb2.GetResponse:
@@ -122,6 +129,57 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         result = await self._stores.get().touch(key, ttl)
         return cache_pb2.TouchResponse(found=result.found, expire_time=timestamp_ms(result.expire_ms))
 
+    @stream_rpc
+    async def WatchInvalidations(
+        self, request: cache_pb2.WatchInvalidationsRequest, context: Ctx
+    ) -> AsyncIterator[cache_pb2.WatchInvalidationsResponse]:
+        if self.invalidations is None:
+            raise watching_off()
+        spec = watch_spec(self._limits, request.prefixes, request.keys)
+        async for notice in self.invalidations.get().watch(spec):
+            yield _notice_pb(notice)
+
+    @rpc
+    async def GetOrLease(
+        self, request: cache_pb2.GetOrLeaseRequest, context: Ctx
+    ) -> cache_pb2.GetOrLeaseResponse:
+        key = self._limits.key("key", request.key)
+        lease_ms = duration_ms("lease_ttl", request.lease_ttl)
+        if not 1 <= lease_ms <= self.max_lease_ms:
+            raise invalid(
+                "lease_ttl",
+                f"is required, between 1 ms and {self.max_lease_ms} ms (got {lease_ms} ms)",
+                reason="TTL_OUT_OF_RANGE",
+                min="1ms",
+                max=f"{self.max_lease_ms}ms",
+            )
+        wait_ms = duration_ms("wait", request.wait)
+        if wait_ms > self._limits.max_ttl_ms:
+            raise invalid("wait", f"must be at most {self._limits.max_ttl_ms} ms (got {wait_ms} ms)")
+        leased = await self._stores.get().get_or_lease(key, lease_ms, wait_ms / 1000)
+        if self.lookups is not None:
+            self.lookups.one(leased.entry.found)
+        return _leased_pb(leased)
+
+    @rpc
+    async def InvalidateTags(
+        self, request: cache_pb2.InvalidateTagsRequest, context: Ctx
+    ) -> cache_pb2.InvalidateTagsResponse:
+        self._limits.batch("tags", len(request.tags))
+        tags = [self._limits.key(f"tags[{i}]", t) for i, t in enumerate(request.tags)]
+        count = await self._stores.get().invalidate_tags(tags)
+        return cache_pb2.InvalidateTagsResponse(tag_count=count)
+
+    def _tags(self, field: str, tags: Sequence[str]) -> tuple[str, ...]:
+        """A Set's tags, each under the key rules (no newline: tags.py packs them with newlines),
+        at most ``max_tags``; a tag given twice counts once."""
+        if len(tags) > self.max_tags:
+            description = f"holds {len(tags)} tags; the limit is {self.max_tags} (COORD_CACHE_MAX_TAGS)"
+            raise invalid(
+                field, description, reason="BATCH_TOO_LARGE", limit=str(self.max_tags), actual=str(len(tags))
+            )
+        return tuple(dict.fromkeys(self._limits.key(f"{field}[{i}]", t) for i, t in enumerate(tags)))
+
     def _set_item(self, prefix: str, request: cache_pb2.SetRequest) -> SetItem:
         key = self._limits.key(prefix + "key", request.key)
         value = self._limits.value(prefix + "value", request.value)
@@ -141,7 +199,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             token = request.fence.fencing_token
             if not 0 < token <= _MAX_FENCING_TOKEN:
                 raise invalid(prefix + "fence.fencing_token", f"must be between 1 and {_MAX_FENCING_TOKEN}")
-        return SetItem(key, value, ttl, condition, request.if_version, fence_lock, token)
+        if len(request.lease_token) > _MAX_LEASE_TOKEN:
+            raise invalid(prefix + "lease_token", f"must be at most {_MAX_LEASE_TOKEN} characters")
+        tags = self._tags(prefix + "tags", request.tags)
+        return SetItem(
+            key, value, ttl, condition, request.if_version, fence_lock, token, request.lease_token, tags
+        )
 
 
 def _entry_pb(entry: Entry) -> cache_pb2.Entry:
@@ -153,6 +216,28 @@ def _entry_pb(entry: Entry) -> cache_pb2.Entry:
         value=entry.value,
         version=entry.version,
         expire_time=timestamp_ms(entry.expire_ms),
+    )
+
+
+def _notice_pb(notice: Notice) -> cache_pb2.WatchInvalidationsResponse:
+    if notice.kind is Kind.INVALIDATION:
+        return cache_pb2.WatchInvalidationsResponse(
+            sequence=notice.sequence,
+            invalidation=cache_pb2.Invalidation(key=notice.key, version=notice.version),
+        )
+    if notice.kind is Kind.FLUSH:
+        return cache_pb2.WatchInvalidationsResponse(
+            sequence=notice.sequence, flush=cache_pb2.Flush(reason=notice.reason)
+        )
+    return cache_pb2.WatchInvalidationsResponse(sequence=notice.sequence, ready=cache_pb2.Ready())
+
+
+def _leased_pb(leased: Leased) -> cache_pb2.GetOrLeaseResponse:
+    return cache_pb2.GetOrLeaseResponse(
+        entry=_entry_pb(leased.entry),
+        lease_token=leased.token,
+        lease_expire_time=timestamp_ms(leased.expire_ms) if leased.token else None,
+        waited=leased.waited,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import Counter
 from collections.abc import Sequence
@@ -11,6 +12,8 @@ from typing import Any
 from ..errors import FailedPrecondition, FieldViolation, OutOfRange, TooLarge
 from ..redis import RedisBackend, ScriptArg, ScriptCall, ScriptSet
 from .keys import CacheKeys
+from .leases import Leases, LeaseWaiting
+from .tags import TTL_MARGIN_MS, Tags, pack
 
 
 class Condition(enum.IntEnum):
@@ -30,6 +33,7 @@ class SetOutcome(enum.IntEnum):
     NOT_FOUND = 3
     VERSION_MISMATCH = 4
     FENCED = 5
+    LEASE_LOST = 6
 
 
 class DeleteOutcome(enum.IntEnum):
@@ -58,6 +62,8 @@ class SetItem:
     if_version: int = 0
     fence_lock: str = ""  # non-empty: a fenced write on behalf of a holder of this lock
     fencing_token: int = 0
+    lease_token: str = ""  # non-empty: the fill of this fill lease (GetOrLease), stored only under it
+    tags: tuple[str, ...] = ()  # distinct; InvalidateTags of any of them makes the entry a miss
 
 
 @dataclass(frozen=True)
@@ -93,25 +99,63 @@ class TouchResult:
     expire_ms: int = 0
 
 
+@dataclass(frozen=True)
+class Leased:
+    """A GetOrLease's answer: a hit (``entry.found``), the caller's fill lease (``token``, until
+    ``expire_ms``), or neither; ``waited`` when the call waited for another caller's fill."""
+
+    entry: Entry
+    token: str = ""
+    expire_ms: int = 0
+    waited: bool = False
+
+
+# The lock's waiter defaults (COORD_LOCK_WAITER_TTL, _HEARTBEAT, COORD_LOCK_FALLBACK); add_to_server
+# passes the configured ones.
+DEFAULT_LEASE_WAITING = LeaseWaiting(waiter_ttl_ms=3000, heartbeat_interval=1.0, fallback=5.0)
+# A tag key's TTL under the default COORD_MAX_TTL (30 days); add_to_server passes the configured one.
+DEFAULT_TAG_TTL_MS = 30 * 86_400_000 + TTL_MARGIN_MS
+# How many times a GetOrLease looks again after finding an entry whose tags were invalidated (each
+# time a newer write of the key with invalidated tags, which only a Set racing InvalidateTags makes).
+_STALE_ATTEMPTS = 3
+
+
 class CacheStore:
     """Atomic cache operations on Redis. Inputs are already validated by the caller."""
 
     def __init__(
-        self, redis: RedisBackend, scripts: ScriptSet, keys: CacheKeys, tombstone_ttl_ms: int
+        self,
+        redis: RedisBackend,
+        scripts: ScriptSet,
+        keys: CacheKeys,
+        tombstone_ttl_ms: int,
+        *,
+        invalidations: bool = True,
+        leases: LeaseWaiting = DEFAULT_LEASE_WAITING,
+        tag_ttl_ms: int = DEFAULT_TAG_TTL_MS,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._tombstone_ttl_ms = tombstone_ttl_ms
+        # Where writes publish their invalidations ('' when off: the scripts then publish nothing).
+        self._channel = keys.invalidations() if invalidations else ""
         self._get = scripts["get"]
         self._set = scripts["set"]
         self._delete = scripts["delete"]
         self._incr = scripts["incr"]
         self._touch = scripts["touch"]
+        # Fill leases, and the wake-ups of their waiters that Set and Delete send (leases.py).
+        self.leases = Leases(redis, scripts, keys, leases)
+        # Tag generations (tags.py): a tagged Set reads them first, a tagged hit is checked against them.
+        self.tags = Tags(redis, scripts, keys, tag_ttl_ms, self._channel)
 
     # -- reads -------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Entry:
-        return _entry(key, await self._redis.run(self._get, [self._keys.entry(key)], []))
+        reply = await self._redis.run(self._get, [self._keys.entry(key)], [])
+        if _tags_of(reply) is not None and (await self.tags.stale([reply[4]]))[0]:
+            return Entry(key, False)
+        return _entry(key, reply)
 
     async def get_many(
         self, keys: Sequence[str], *, max_bytes: int | None = None, per_entry: int = 0
@@ -133,6 +177,10 @@ class CacheStore:
             replies = await self._get_each(distinct)
         else:
             replies = await self._get_within(keys, distinct, max_bytes, per_entry)
+        tagged = [k for k, r in replies.items() if _tags_of(r) is not None]
+        if tagged:  # their tags' generations, all in one more round trip
+            stale = await self.tags.stale([replies[k][4] for k in tagged])
+            replies.update((k, _MISS) for k, gone in zip(tagged, stale, strict=True) if gone)
         entries = {k: _entry(k, r) for k, r in replies.items()}
         return [entries[k] for k in keys]
 
@@ -161,7 +209,7 @@ class CacheStore:
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def _set_call(self, item: SetItem) -> ScriptCall:
+    def _set_call(self, item: SetItem, tags: str = "") -> ScriptCall:
         args: list[ScriptArg] = [
             item.value,
             item.ttl_ms,
@@ -169,33 +217,56 @@ class CacheStore:
             str(item.if_version),
             item.fence_lock,
             str(item.fencing_token),
+            self._channel,
+            item.lease_token,
         ]
-        return ScriptCall(self._set, self._keys.both(item.key), args)
+        if tags:  # an untagged write sends what it always did
+            args.append(tags)
+        return ScriptCall(self._set, self._keys.all(item.key), args)
+
+    async def _tag_fields(self, items: Sequence[SetItem]) -> list[str]:
+        """Field t for each of ``items`` ('' when untagged): the current generations of their tags,
+        read in one round trip before the writes (none for untagged items)."""
+        wanted = list(dict.fromkeys(t for item in items for t in item.tags))
+        if not wanted:
+            return [""] * len(items)
+        generations = await self.tags.for_write(wanted)
+        return [pack((t, generations[t]) for t in item.tags) for item in items]
 
     async def set(self, item: SetItem) -> SetResult:
-        call = self._set_call(item)
-        return _set_result(await self._redis.run(call.script, call.keys, call.args))
+        """Write one entry; a stored write ends the key's fill lease and wakes its waiters."""
+        call = self._set_call(item, (await self._tag_fields([item]))[0] if item.tags else "")
+        reply = await self._redis.run(call.script, call.keys, call.args)
+        await self.leases.notify(_set_wake(reply))
+        return _set_result(reply)
 
     async def set_many(self, items: Sequence[SetItem]) -> list[SetResult]:
-        replies = await self._redis.run_many([self._set_call(i) for i in items])
+        fields = await self._tag_fields(items)
+        replies = await self._redis.run_many(
+            [self._set_call(i, f) for i, f in zip(items, fields, strict=True)]
+        )
+        await self.leases.notify([w for r in replies for w in _set_wake(r)])
         return [_set_result(r) for r in replies]
 
     async def delete(self, keys: Sequence[str], if_version: int = 0) -> list[KeyDeleteResult]:
         expected = str(if_version) if if_version else ""
         calls = [
-            ScriptCall(self._delete, self._keys.both(k), [expected, self._tombstone_ttl_ms]) for k in keys
+            ScriptCall(self._delete, self._keys.all(k), [expected, self._tombstone_ttl_ms, self._channel])
+            for k in keys
         ]
         if len(calls) == 1:
             replies = [await self._redis.run(calls[0].script, calls[0].keys, calls[0].args)]
         else:
             replies = await self._redis.run_many(calls)
+        # Each Delete ended its key's fill lease: the first waiter takes a new one.
+        await self.leases.notify([w for r in replies for w in r[2]])
         return [
             KeyDeleteResult(k, DeleteOutcome(int(r[0])), int(r[1]))
             for k, r in zip(keys, replies, strict=True)
         ]
 
     async def increment(self, key: str, delta: int, ttl_ms: int) -> IncrementResult:
-        reply = await self._redis.run(self._incr, self._keys.both(key), [delta, ttl_ms])
+        reply = await self._redis.run(self._incr, self._keys.both(key), [delta, ttl_ms, self._channel])
         code = int(reply[0])
         if code == -1:
             raise FailedPrecondition(
@@ -212,12 +283,53 @@ class CacheStore:
         return IncrementResult(int(reply[1]), int(reply[2]), bool(reply[3]), int(reply[4]))
 
     async def touch(self, key: str, ttl_ms: int) -> TouchResult:
-        reply = await self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms])
+        reply = await self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms, self._channel])
         return TouchResult(True, int(reply[1])) if int(reply[0]) else TouchResult(False)
+
+    # -- fill leases -------------------------------------------------------------------------------
+
+    async def get_or_lease(self, key: str, lease_ttl_ms: int, wait_s: float) -> Leased:
+        """Read ``key``; on a miss take its fill lease, or wait up to ``wait_s`` for another caller's
+        fill (see leases.py).
+
+        A hit on an entry whose tags were invalidated is a miss: the call looks again, telling the
+        script to take that version as missing, so it takes the lease (or waits) as for a miss.
+        """
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + wait_s
+        stale, waited = 0, False
+        for _ in range(_STALE_ATTEMPTS):
+            left = max(0.0, ends_at - loop.time())
+            answer = await self.leases.get_or_lease(key, lease_ttl_ms, left, stale_version=stale)
+            waited = waited or answer.waited
+            hit = answer.hit
+            if hit is None:
+                return Leased(Entry(key, False), answer.token, answer.expire_ms, waited)
+            # get_or_lease.lua's hit on a tagged entry: {1, value, version, expire_ms, tags, wake}.
+            if len(hit) < 6 or not (await self.tags.stale([hit[4]]))[0]:
+                return Leased(_entry(key, hit), waited=waited)
+            stale = int(hit[2])
+        return Leased(Entry(key, False), waited=waited)
+
+    # -- tags --------------------------------------------------------------------------------------
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Make every entry written with one of ``tags`` a miss (tags.py); returns how many distinct
+        tags that was."""
+        distinct = list(dict.fromkeys(tags))
+        await self.tags.invalidate(distinct)
+        return len(distinct)
 
 
 # get.lua's code for "the value is longer than asked for: here is only its size".
 _SIZE_ONLY = 2
+# get.lua's reply for a missing entry (also what a hit on an invalidated tagged entry becomes).
+_MISS = (0,)
+
+
+def _tags_of(reply: Any) -> Any | None:
+    """Field t of a get.lua hit on a tagged entry (its fifth element); None for any other reply."""
+    return reply[4] if len(reply) > 4 else None
 
 
 def _utf8_size(text: str) -> int:
@@ -245,6 +357,12 @@ def _entry(key: str, reply: Any) -> Entry:
     if not int(reply[0]):
         return Entry(key, False)
     return Entry(key, True, bytes(reply[1]), int(reply[2]), int(reply[3]))
+
+
+def _set_wake(reply: Any) -> Sequence[Any]:
+    """The waiters a stored Set woke (set.lua's fifth element); none for a write not made."""
+    wake: Sequence[Any] = reply[4] if len(reply) > 4 else ()
+    return wake
 
 
 def _set_result(reply: Any) -> SetResult:

@@ -1,6 +1,7 @@
 --[[ Add a signed 64-bit delta to an integer entry, creating it from 0 (with the given TTL) if absent.
   KEYS[1] entry hash  coord:<tenant>:cache:{<key>}       KEYS[2] tombstone hash  coord:<tenant>:cache:{<key>}:tomb
   ARGV[1] delta (decimal int64)   ARGV[2] ttl ms for a new entry (> 0); field x records the expiry (Unix ms)
+  ARGV[3] invalidation channel ('' = none): the write publishes '<version> <KEYS[1]>' there
   Returns {1, value (decimal string, exact int64), version, created 0|1, expire_ms}
         | {-1} value is not an integer | {-2} result would overflow int64.  Nothing is written on -1/-2. ]]
 local cur = redis.call('HGET', KEYS[1], 'ver')
@@ -29,5 +30,8 @@ else
   expire_ms = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], 'x', string.format('%.0f', expire_ms))
   redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_ms))
+end
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], string.format('%.0f', ver) .. ' ' .. KEYS[1])
 end
 return {1, redis.call('HGET', KEYS[1], 'v'), ver, created, expire_ms}

@@ -1,0 +1,1 @@
+../../lock/scripts/acquire.lua

@@ -1,0 +1,1 @@
+../../lock/scripts/describe.lua

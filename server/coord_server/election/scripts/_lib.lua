@@ -1,0 +1,1 @@
+../../lock/scripts/_lib.lua
