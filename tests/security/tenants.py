@@ -30,6 +30,7 @@ import grpc
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord.collections.v1 import list_pb2_grpc, map_pb2_grpc, set_pb2_grpc, sorted_set_pb2_grpc
+from coord.election.v1 import election_pb2_grpc
 from coord.events.v1 import events_pb2_grpc
 from coord.lock.v1 import lock_pb2_grpc
 from coord.ratelimit.v1 import ratelimit_pb2_grpc
@@ -113,6 +114,7 @@ class Tenant:
         self.list = list_pb2_grpc.ListServiceStub(channel)
         self.set = set_pb2_grpc.SetServiceStub(channel)
         self.sorted_set = sorted_set_pb2_grpc.SortedSetServiceStub(channel)
+        self.election = election_pb2_grpc.ElectionServiceStub(channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -29,6 +29,7 @@ from coord.collections.v1 import list_pb2 as ls
 from coord.collections.v1 import map_pb2 as mp
 from coord.collections.v1 import set_pb2 as st
 from coord.collections.v1 import sorted_set_pb2 as zs
+from coord.election.v1 import election_pb2 as el
 from coord.events.v1 import events_pb2 as ev
 from coord.lock.v1 import lock_pb2 as lk
 from coord.ratelimit.v1 import ratelimit_pb2 as rl
@@ -705,3 +706,66 @@ def test_collections(pair: Deployment) -> None:
         b"a2",
     ]
     assert_keys_in_tenants(pair, "coll")
+
+
+# -- the cache's leases, tags and invalidations, and elections -------------------------------------
+
+
+def test_cache_leases_tags_and_invalidations(pair: Deployment) -> None:
+    """A's fill lease, tags and invalidations are A's: B gets its own lease on the same key, B's
+    InvalidateTags leaves A's tagged entry a hit, and B's watcher never hears of A's writes."""
+    a, b = pair.tenants
+    lease_a = a.cache.GetOrLease(cache.GetOrLeaseRequest(key="report", lease_ttl=sec(30)))
+    lease_b = b.cache.GetOrLease(cache.GetOrLeaseRequest(key="report", lease_ttl=sec(30)))
+    assert lease_a.lease_token and lease_b.lease_token and lease_a.lease_token != lease_b.lease_token
+    stored = cache.WRITE_OUTCOME_STORED
+    filled = cache.SetRequest(key="report", value=b"A", ttl=sec(60), lease_token=lease_b.lease_token)
+    assert a.cache.Set(filled).outcome == cache.WRITE_OUTCOME_LEASE_LOST  # B's token is no lease of A's
+    assert a.cache.Set(cache.SetRequest(key="t", value=b"A", ttl=sec(60), tags=["team"])).outcome == stored
+    b.cache.InvalidateTags(cache.InvalidateTagsRequest(tags=["team"]))
+    assert a.cache.Get(cache.GetRequest(key="t")).entry.value == b"A"
+
+    watch = b.cache.WatchInvalidations(cache.WatchInvalidationsRequest(prefixes=[""]), timeout=30)
+    try:
+        assert next(watch).HasField("ready")
+        a.cache.Set(cache.SetRequest(key="seen-by-a-only", value=b"A", ttl=sec(60)))
+        b.cache.Set(cache.SetRequest(key="b-key", value=b"B", ttl=sec(60)))
+        first = next(watch)  # A's write, published on A's channel, never reaches B's stream
+        assert first.invalidation.key == "b-key", first
+    finally:
+        watch.cancel()
+    assert_keys_in_tenants(pair, "cache")
+
+
+def test_elections(pair: Deployment) -> None:
+    """A's leader is A's: B's election of the same name has nobody leading, and B is elected in it."""
+    a, b = pair.tenants
+    done = threading.Event()
+
+    def elected(tenant: Tenant) -> Any:
+        join = el.CampaignRequest(
+            join=el.CampaignJoin(name="scheduler", value=tenant.name.encode(), ttl=sec(30))
+        )
+
+        def requests() -> Iterator[el.CampaignRequest]:
+            yield join
+            done.wait(30)  # the request side stays open: a half-close would end the campaign
+
+        replies = tenant.election.Campaign(requests(), timeout=30)
+        return replies, next(replies)
+
+    stream_a, first_a = elected(a)
+    try:
+        assert first_a.HasField("elected")
+        assert not b.election.Leader(el.LeaderRequest(name="scheduler")).HasField("leader")
+        stream_b, first_b = elected(b)
+        try:
+            assert first_b.HasField("elected")  # not queued behind A
+            assert b.election.Leader(el.LeaderRequest(name="scheduler")).leader.value == b.name.encode()
+            assert a.election.Leader(el.LeaderRequest(name="scheduler")).leader.value == a.name.encode()
+        finally:
+            stream_b.cancel()
+    finally:
+        stream_a.cancel()
+        done.set()
+    assert_keys_in_tenants(pair, "election")

@@ -24,10 +24,8 @@ if float then
 else
   done = redis.pcall('HINCRBY', DATA, field, ARGV[7])
 end
+-- Only an existing field can fail (a missing one starts from 0), so a failure leaves no new key.
 if type(done) == 'table' and done.err then
-  if len > before and redis.call('HLEN', DATA) == 0 then
-    redis.call('DEL', DATA)  -- the failed call may not leave a key without a TTL behind
-  end
   if string.find(done.err, 'overflow') or string.find(done.err, 'NaN or Infinity') then
     return {-4}
   elseif float then
