@@ -158,6 +158,18 @@ GOALS = (
         at_least=0.7,
     ),
     Goal(
+        "Cache: Redis memory per entry ≤ 1.25x a plain SET PX, 100 B values",
+        ("cache memory per entry (100 B)",),
+        "redis-py SET PX",
+        at_most=1.25,
+    ),
+    Goal(
+        "Cache: Redis memory per entry ≤ 1.05x a plain SET PX, 4 KiB values",
+        ("cache memory per entry (4 KiB)",),
+        "redis-py SET PX",
+        at_most=1.05,
+    ),
+    Goal(
         "Collections: Redis memory ≤ 1.2x the plain structure, 100+ elements",
         ("map memory", "list memory", "set memory", "sorted_set memory"),
         "plain",

@@ -7,11 +7,15 @@ Baselines, all in the same run:
   conditions, no atomic value+TTL+version).
 - the gRPC echo floor: the fastest unary RPC this machine can serve from Python.
 
-Plus Redis memory per entry: Coord's hash (value + version, with a TTL) against a plain string key,
-and the cost of tags: tagged Get and Set against the same untagged calls through the same Coord.
+Plus Redis memory per entry for 16 B to 4 KiB values: Coord's entry (one string, a packed header
+then the value, with a TTL) against a plain string key, and the cost of tags: tagged Get and Set
+against the same untagged calls through the same Coord.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -188,26 +192,84 @@ async def bench_tags(env: Env) -> list[Row]:
 
 
 async def _used_memory(env: Env) -> int:
+    """Redis ``used_memory`` without the clients' buffers and the script cache: Coord's pipelined
+    BatchSets leave grown query buffers behind for a while, and its first calls cache its scripts,
+    neither of which an entry costs."""
     info = await env.redis.info("memory")
-    return int(info["used_memory"])
+    extra = int(info.get("mem_clients_normal", 0)) + int(info.get("used_memory_scripts", 0))
+    return int(info["used_memory"]) - extra
+
+
+# Value sizes of the memory rows: a small one (Redis keeps strings up to 44 bytes inside their object),
+# the 100 B of the other rows, and two whose header is lost in the allocator's size classes.
+MEMORY_SIZES = ((16, "16 B"), (100, "100 B"), (1024, "1 KiB"), (4096, "4 KiB"))
+
+
+async def _coord_fill(stub: cache_pb2_grpc.CacheServiceStub, keys: list[str], value: bytes) -> None:
+    ttl = Duration(seconds=TTL_MS // 1000)
+    for i in range(0, len(keys), BATCH):
+        batch = [cache_pb2.SetRequest(key=k, value=value, ttl=ttl) for k in keys[i : i + BATCH]]
+        reply = await stub.BatchSet(cache_pb2.BatchSetRequest(requests=batch))
+        if any(r.outcome != cache_pb2.WRITE_OUTCOME_STORED for r in reply.responses):
+            raise RuntimeError("Coord did not store every entry")
+
+
+async def _plain_fill(env: Env, keys: list[str], value: bytes) -> None:
+    for i in range(0, len(keys), 1000):
+        pipe = env.redis.pipeline(transaction=False)
+        for key in keys[i : i + 1000]:
+            pipe.set(key, value, px=TTL_MS)
+        await pipe.execute()
+
+
+async def _hash_fill(env: Env, keys: list[str], value: bytes) -> None:
+    """The layout before this one, for the log: a hash (v, ver, x) per entry, as set.lua wrote it."""
+    entries = CacheKeys(TENANT)
+    expire_ms = (await env.redis.time())[0] * 1000 + TTL_MS
+    for i in range(0, len(keys), 1000):
+        pipe = env.redis.pipeline(transaction=False)
+        for key in keys[i : i + 1000]:
+            entry = entries.entry(key)
+            pipe.hset(entry, mapping={"v": value, "ver": "1796204443762224", "x": str(expire_ms)})
+            pipe.pexpireat(entry, expire_ms)
+        await pipe.execute()
+
+
+async def _per_key(env: Env, count: int, fill: Awaitable[None]) -> float:
+    """``used_memory`` growth per key while ``fill`` writes ``count`` keys into an empty Redis."""
+    await env.redis.flushall()
+    before = await _used_memory(env)
+    await fill
+    # Redis grows its key tables by rehashing them step by step, holding the old and the new table
+    # meanwhile; its cron finishes the job within a few runs (10 a second).
+    await asyncio.sleep(0.5)
+    grown = (await _used_memory(env) - before) / count
+    await env.redis.flushall()
+    return grown
 
 
 async def bench_memory(env: Env) -> list[Row]:
-    """``used_memory`` growth per entry, over ``plan.memory_keys`` entries of 100 B, each with a TTL."""
+    """``used_memory`` growth per entry over ``plan.memory_keys`` entries, each with a TTL, for each
+    of :data:`MEMORY_SIZES`: Coord's entry (one string: a 14-byte header, then the value) against a
+    plain ``SET PX`` of the same value under the user's key (Coord's Redis key adds its prefix)."""
     count = env.plan.memory_keys
     keys = _user_keys(count, "mem:")
     stub = cache_pb2_grpc.CacheServiceStub(env.coord)
-    await env.redis.flushall()
-    before = await _used_memory(env)
-    await _coord_set_all(stub, keys)
-    coord = (await _used_memory(env) - before) / count
-    await env.redis.flushall()
-    before = await _used_memory(env)
-    await _plain_set_all(env, keys)
-    plain = (await _used_memory(env) - before) / count
-    await env.redis.flushall()
-    progress(f"cache memory: Coord {coord:.0f} bytes/key, plain SET {plain:.0f} bytes/key")
-    return [Row("cache memory per entry (100 B)", "redis-py SET PX", "bytes/key", coord, plain)]
+    rows = []
+    # The first writes through a server allocate what Redis keeps for good (a few hundred KiB, not
+    # per entry): measured once that is done.
+    await _per_key(env, count, _coord_fill(stub, keys, b"v"))
+    for size, label in MEMORY_SIZES:
+        value = b"v" * size
+        coord = await _per_key(env, count, _coord_fill(stub, keys, value))
+        plain = await _per_key(env, count, _plain_fill(env, keys, value))
+        old = await _per_key(env, count, _hash_fill(env, keys, value))
+        progress(
+            f"cache memory, {label} values: Coord {coord:.0f} bytes/key, plain SET {plain:.0f} "
+            f"({coord / plain:.2f}x); the former hash layout {old:.0f} ({old / plain:.2f}x)"
+        )
+        rows.append(Row(f"cache memory per entry ({label})", "redis-py SET PX", "bytes/key", coord, plain))
+    return rows
 
 
 BENCHMARKS = (

@@ -383,6 +383,9 @@ def make_settings(redis_url: str, *, cluster: bool = False, **overrides: Any) ->
         # The default 250 ms fail-open/closed bound is for production; on a loaded 2-core CI machine
         # it turns ordinary checks into failure-mode answers. Outage tests set their own.
         ratelimit_timeout=1.0,
+        # Prefix invalidation is off by default; the tests run the cache with it on (the path with
+        # more to get wrong); the tests of the default turn it off again.
+        cache_prefix_delimiter=":",
     )
     return replace(base, **overrides).validate()
 

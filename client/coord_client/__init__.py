@@ -5,6 +5,7 @@ from ._tls import TLSConfig
 from .cache import (
     DeleteOutcome,
     DeleteResult,
+    EarlyExpiry,
     Entry,
     IncrementResult,
     KeyDeleteResult,
@@ -77,6 +78,7 @@ __all__ = [
     "DeleteOutcome",
     "DeleteResult",
     "Deleted",
+    "EarlyExpiry",
     "Entry",
     "FailedPrecondition",
     "IncrementResult",

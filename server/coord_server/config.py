@@ -43,6 +43,8 @@ _JWT_ALGORITHMS = (
     "ES256", "ES256K", "ES384", "ES512", "ES521", "EdDSA",
 )  # fmt: skip
 _REFLECTION = ("auto", "on", "off")
+# Each namespace of a key is one more Redis read on every Get of it: a bound on the settable depth.
+_MAX_PREFIX_DEPTH = 16
 _TRACING = ("auto", "on", "off")
 # gRPC channel arguments are C ints: the connection limits (durations in ms) must fit in one.
 _GRPC_INT_MAX = 2**31 - 1
@@ -424,6 +426,25 @@ class Settings:
         60.0, "COORD_CACHE_MAX_LEASE", "longest fill lease a GetOrLease may ask for"
     )
     cache_max_tags: int = whole(8, "COORD_CACHE_MAX_TAGS", "most tags one cache entry may carry (Set tags)")
+    # Off unless asked: with a delimiter every Set of a key holding it costs one more round trip and
+    # every read one more script per namespace, a price only the tenants invalidating by prefix pay.
+    cache_prefix_delimiter: str = text(
+        "",
+        "COORD_CACHE_PREFIX_DELIMITER",
+        "the one character that ends a cache key's namespaces (':' makes user:42: a namespace of "
+        "user:42:name) for InvalidatePrefix; empty (the default): keys have none, reads and writes "
+        "check none, InvalidatePrefix is refused",
+    )
+    cache_min_prefix: int = whole(
+        3,
+        "COORD_CACHE_MIN_PREFIX",
+        "shortest prefix InvalidatePrefix takes, in characters (delimiter included)",
+    )
+    cache_prefix_depth: int = whole(
+        4,
+        "COORD_CACHE_PREFIX_DEPTH",
+        "most delimiters a namespace holds: a read checks at most this many namespaces of its key",
+    )
 
     # -- collections (maps, lists, sets, sorted sets) ------------------------------------------
     collection_max_elements: int = whole(
@@ -649,6 +670,8 @@ class Settings:
             ("COORD_EVENTS_READ_STREAMS", self.events_read_streams),
             ("COORD_COLLECTION_MAX_ELEMENTS", self.collection_max_elements),
             ("COORD_CACHE_MAX_TAGS", self.cache_max_tags),
+            ("COORD_CACHE_MIN_PREFIX", self.cache_min_prefix),
+            ("COORD_CACHE_PREFIX_DEPTH", self.cache_prefix_depth),
         ):
             if value < 1:
                 raise ConfigError(f"{env}: must be at least 1 (got {value})")
@@ -673,7 +696,7 @@ class Settings:
             )
         self._validate_auth()
         self._validate_redis_access()
-        self._validate_cache_redis()
+        self._validate_cache()
         return self
 
     def _validate_observability(self) -> None:
@@ -697,6 +720,23 @@ class Settings:
         for name in (*durations, "min_ping_interval"):
             if getattr(self, name) * 1000 > _GRPC_INT_MAX:
                 raise ConfigError(f"{env[name]}: must be at most {longest}")
+
+    def _validate_cache(self) -> None:
+        self._validate_cache_redis()
+        self._validate_cache_prefixes()
+
+    def _validate_cache_prefixes(self) -> None:
+        """COORD_CACHE_PREFIX_*: one delimiter character that a key may hold (or none), and a depth
+        that bounds what a read checks (each namespace is one more Redis read)."""
+        delimiter = self.cache_prefix_delimiter
+        if len(delimiter) > 1 or delimiter in ("\x00", "\n", "\r"):
+            raise ConfigError(
+                f"COORD_CACHE_PREFIX_DELIMITER: {delimiter!r} must be one character a key may hold "
+                "(not NUL, CR or LF), or empty to turn prefix invalidation off"
+            )
+        if self.cache_prefix_depth > _MAX_PREFIX_DEPTH:
+            depth = self.cache_prefix_depth
+            raise ConfigError(f"COORD_CACHE_PREFIX_DEPTH: must be at most {_MAX_PREFIX_DEPTH} (got {depth})")
 
     def _validate_cache_redis(self) -> None:
         """COORD_CACHE_REDIS_*: a plain Redis or Cluster of the cache's own (docs/operations.md)."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 import redis
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from coord.cache.v1 import cache_pb2 as pb
 from coord.cache.v1 import cache_pb2_grpc
@@ -149,6 +149,7 @@ def test_entry_framing_bounds_the_largest_entry() -> None:
         value=b"v" * (16 * MIB),
         version=2**63 - 1,
         expire_time=timestamp_pb2.Timestamp(seconds=253402300799, nanos=999_999_999),
+        compute_time=duration_pb2.Duration(seconds=4_294_967, nanos=295_000_000),  # 2^32 - 1 ms
     )
     reply = pb.BatchGetResponse(entries=[widest])
     assert reply.ByteSize() <= _ENTRY_FRAMING + 1024 + 16 * MIB

@@ -178,6 +178,23 @@ def test_any_stored_set_ends_the_lease_and_wakes_the_waiters(coord: CoordUnderTe
     assert get_or_lease(stub, "k").entry.value == b"plain"
 
 
+def test_a_stored_increment_ends_the_lease_and_wakes_the_waiters(coord: CoordUnderTest, stub: Stub) -> None:
+    holder = get_or_lease(stub, "n")
+    waiters = [Waiting(stub, "n") for _ in range(3)]
+    wait_queued(coord, "n", 3)
+    counted = stub.Increment(pb.IncrementRequest(key="n", delta=5, ttl=dur(60)))
+    assert counted.created and counted.value == 5
+    for waiter in waiters:
+        answer = waiter.answer()
+        assert answer.entry.found and answer.entry.value == b"5" and answer.waited
+        assert answer.entry.version == counted.version and not answer.lease_token
+    assert queued(coord, "n") == 0 and not leased(coord, "n")
+    # The holder's fill comes too late: the counter stays.
+    lost = fill(stub, "n", b"computed", holder.lease_token)
+    assert lost.outcome == LEASE_LOST and lost.version == counted.version
+    assert get_or_lease(stub, "n").entry.value == b"5"
+
+
 def test_batch_set_fills_under_each_items_lease(stub: Stub) -> None:
     a, b = get_or_lease(stub, "a"), get_or_lease(stub, "b")
     requests = [

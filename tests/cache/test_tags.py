@@ -21,6 +21,7 @@ from coord_server.cache.tags import FLUSH_REASON, TTL_MARGIN_MS, unpack
 from ..collections.test_lists import all_keys, assert_every_key_expires
 from ..conftest import CoordThread, CoordUnderTest, free_port
 from ..server.test_metrics import samples, value
+from . import _layout as layout
 from .test_validation import call_error, details
 from .test_watch_invalidations import Watch
 
@@ -110,7 +111,8 @@ def test_a_write_replaces_the_entrys_tags(coord: CoordUnderTest, stub: Stub) -> 
     invalidate(stub, "a", "b")
     assert found(stub, "k")
     with coord.redis() as r:
-        assert r.hget(KEYS.entry("k"), "t") is None
+        stored = layout.read(r, KEYS.entry("k"))
+        assert stored is not None and stored.tags is None
 
 
 def test_a_deleted_entry_leaves_no_tags_to_a_recreated_one(stub: Stub) -> None:
@@ -247,7 +249,9 @@ def test_a_set_racing_an_invalidation_is_never_a_stale_hit(coord: CoordUnderTest
             with coord.redis() as r:
                 current = int(r.get(KEYS.tag("t")))  # only this test invalidates: it stays until the next
                 for key in overlapped:
-                    stored = dict(unpack(r.hget(KEYS.entry(key), "t")))["t"]
+                    entry = layout.read(r, KEYS.entry(key))
+                    assert entry is not None and entry.tags is not None
+                    stored = dict(unpack(entry.tags))["t"]
                     # The Set read the generation before the invalidation (a miss) or after it (a hit).
                     assert found(stub, key) == (stored == current), key
     finally:

@@ -80,7 +80,7 @@ CASES = [
         "negative ttl",
         lambda s: s.Set(pb.SetRequest(key="a", ttl=dur(-1))),
         "INVALID_ARGUMENT",
-        "INVALID_FIELD",
+        "TTL_OUT_OF_RANGE",
         "ttl",
     ),
     (
@@ -131,7 +131,7 @@ CASES = [
             pb.BatchSetRequest(requests=[pb.SetRequest(key="a"), pb.SetRequest(key="b", ttl=dur(-5))])
         ),
         "INVALID_ARGUMENT",
-        "INVALID_FIELD",
+        "TTL_OUT_OF_RANGE",
         "requests[1].ttl",
     ),
     (
@@ -153,7 +153,7 @@ CASES = [
         "increment bad ttl",
         lambda s: s.Increment(pb.IncrementRequest(key="n", delta=1, ttl=dur(-1))),
         "INVALID_ARGUMENT",
-        "INVALID_FIELD",
+        "TTL_OUT_OF_RANGE",
         "ttl",
     ),
     (

@@ -100,6 +100,7 @@ def secure_coord(
         "COORD_TLS_KEY": str(served.key_path),
         "COORD_AUTH_FILE": str(auth),
         "COORD_REFLECTION": "on",
+        "COORD_CACHE_PREFIX_DELIMITER": ":",
         "COORD_LOG_LEVEL": "WARNING",
         "COORD_SHUTDOWN_GRACE": "1s",
         # As tests/conftest.py's make_settings: bounds for a loaded 2-core machine, not production.

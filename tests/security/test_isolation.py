@@ -737,6 +737,21 @@ def test_cache_leases_tags_and_invalidations(pair: Deployment) -> None:
     assert_keys_in_tenants(pair, "cache")
 
 
+def test_cache_prefix_invalidation(pair: Deployment) -> None:
+    """B's InvalidatePrefix leaves A's entries under the same prefix hits; A's own makes them misses."""
+    a, b = pair.tenants
+    stored = cache.WRITE_OUTCOME_STORED
+    for tenant in (a, b):
+        request = cache.SetRequest(key="user:42:name", value=tenant.name.encode(), ttl=sec(60))
+        assert tenant.cache.Set(request).outcome == stored
+    b.cache.InvalidatePrefix(cache.InvalidatePrefixRequest(prefix="user:42:"))
+    assert a.cache.Get(cache.GetRequest(key="user:42:name")).entry.found
+    assert not b.cache.Get(cache.GetRequest(key="user:42:name")).entry.found
+    a.cache.InvalidatePrefix(cache.InvalidatePrefixRequest(prefix="user:42:"))
+    assert not a.cache.Get(cache.GetRequest(key="user:42:name")).entry.found
+    assert_keys_in_tenants(pair, "cache")
+
+
 def test_elections(pair: Deployment) -> None:
     """A's leader is A's: B's election of the same name has nobody leading, and B is elected in it."""
     a, b = pair.tenants

@@ -108,6 +108,9 @@ CONTRACT = {
     "cache_invalidations": "COORD_CACHE_INVALIDATIONS",
     "cache_max_lease": "COORD_CACHE_MAX_LEASE",
     "cache_max_tags": "COORD_CACHE_MAX_TAGS",
+    "cache_prefix_delimiter": "COORD_CACHE_PREFIX_DELIMITER",
+    "cache_min_prefix": "COORD_CACHE_MIN_PREFIX",
+    "cache_prefix_depth": "COORD_CACHE_PREFIX_DEPTH",
     "list_waiter_ttl": "COORD_LIST_WAITER_TTL",
     "list_waiter_heartbeat": "COORD_LIST_WAITER_HEARTBEAT",
     "lock_waiter_ttl": "COORD_LOCK_WAITER_TTL",
@@ -167,6 +170,10 @@ def test_environment_then_flags_win() -> None:
         ({"COORD_MIN_TTL": "2h", "COORD_DEFAULT_TTL": "1h"}, "ttl"),
         ({"COORD_MAX_VALUE_SIZE": "4MiB"}, "max message size"),
         ({"COORD_REDIS_CLUSTER": "maybe"}, "boolean"),
+        ({"COORD_CACHE_PREFIX_DELIMITER": "::"}, "COORD_CACHE_PREFIX_DELIMITER"),
+        ({"COORD_CACHE_PREFIX_DELIMITER": "\n"}, "COORD_CACHE_PREFIX_DELIMITER"),
+        ({"COORD_CACHE_MIN_PREFIX": "0"}, "COORD_CACHE_MIN_PREFIX"),
+        ({"COORD_CACHE_PREFIX_DEPTH": "17"}, "COORD_CACHE_PREFIX_DEPTH"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:

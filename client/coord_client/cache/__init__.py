@@ -18,6 +18,7 @@ parsing, shared), ``sync`` and ``aio`` (the two APIs), ``_cached`` (what both ``
 ``_near`` (the near cache: ``Client(near_cache=NearCache(...))``).
 """
 
+from ._cached import EarlyExpiry
 from ._codec import SERVICE
 from ._near import NearCache, NearCacheStats
 from .aio import AsyncCacheAPI, AsyncCachedFunction
@@ -47,6 +48,7 @@ __all__ = [
     "CachedFunction",
     "DeleteOutcome",
     "DeleteResult",
+    "EarlyExpiry",
     "Entry",
     "FillLease",
     "IncrementResult",

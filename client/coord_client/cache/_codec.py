@@ -17,7 +17,7 @@ from google.protobuf import duration_pb2
 from coord.cache.v1 import cache_pb2
 
 from .._call import Call
-from .._convert import Seconds, duration_field, seconds, utc_or_none
+from .._convert import Seconds, duration_field, from_duration, seconds, utc_or_none
 from .models import (
     TTL,
     DeleteOutcome,
@@ -74,6 +74,12 @@ def invalidate_tags(tags: tuple[str, ...]) -> Call[int]:
     return Call("InvalidateTags", request, lambda r: r.tag_count)
 
 
+def invalidate_prefix(prefix: str) -> Call[None]:
+    # Its form (ends with the delimiter, long enough) is the server's to check: the rules are settings.
+    request = cache_pb2.InvalidatePrefixRequest(prefix=_key(prefix, "prefix"))
+    return Call("InvalidatePrefix", request, lambda _: None)
+
+
 def delete(keys: tuple[str, ...], if_version: int | None) -> Call[DeleteResult]:
     if not keys:
         raise ValueError("delete needs at least one key")
@@ -101,11 +107,14 @@ def touch(key: str, ttl: TTL) -> Call[TouchResult]:
     return Call("Touch", request, lambda r: TouchResult(key, r.found, _expiry(r)))
 
 
-def get_or_lease(key: str, lease_ttl: Seconds, wait: float) -> Call[FillLease]:
+def get_or_lease(key: str, lease_ttl: Seconds, wait: float, serve_stale: bool = False) -> Call[FillLease]:
+    if not isinstance(serve_stale, bool):
+        raise TypeError(f"serve_stale must be a bool, not {type(serve_stale).__name__}")
     request = cache_pb2.GetOrLeaseRequest(
         key=_key(key),
         lease_ttl=duration_field(lease_ttl, "lease_ttl", allow_zero=False),
         wait=duration_field(wait, "wait"),
+        serve_stale=serve_stale,
     )
     return Call("GetOrLease", request, _lease)
 
@@ -206,6 +215,12 @@ def _set_request(item: SetItem) -> cache_pb2.SetRequest:
         request.lease_token = _lease_token(item.lease_token)
     if item.tags:
         request.tags.extend(tag_list(item.tags))
+    grace = duration_field(item.stale_grace, "stale_grace")
+    if grace is not None:
+        request.stale_grace.CopyFrom(grace)
+    compute = duration_field(item.compute_time, "compute_time")
+    if compute is not None:
+        request.compute_time.CopyFrom(compute)
     return request
 
 
@@ -250,7 +265,8 @@ def _expiry(message: Any) -> datetime | None:
 def _entry(pb: cache_pb2.Entry) -> Entry:
     if not pb.found:
         return Entry(key=pb.key, found=False)
-    return Entry(key=pb.key, found=True, value=pb.value, version=pb.version, expire_time=_expiry(pb))
+    compute = from_duration(pb.compute_time) if pb.HasField("compute_time") else None
+    return Entry(pb.key, True, pb.value, pb.version, _expiry(pb), compute)
 
 
 def _set_result(key: str, pb: cache_pb2.SetResponse) -> SetResult:
@@ -265,7 +281,7 @@ def _set_result(key: str, pb: cache_pb2.SetResponse) -> SetResult:
 
 def _lease(pb: cache_pb2.GetOrLeaseResponse) -> FillLease:
     expire = utc_or_none(pb.lease_expire_time, pb.HasField("lease_expire_time"))
-    return FillLease(_entry(pb.entry), pb.lease_token, expire, pb.waited)
+    return FillLease(_entry(pb.entry), pb.lease_token, expire, pb.waited, pb.stale)
 
 
 def _delete_result(pb: cache_pb2.DeleteResponse) -> DeleteResult:

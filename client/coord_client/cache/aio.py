@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, ParamSpec, TypeVar
 
@@ -23,9 +24,9 @@ from .._base import AsyncTransport
 from .._call import AsyncService, Call, awaiting
 from .._convert import Seconds
 from . import _codec
-from ._cached import DEFAULT_LEASE_TTL, CachedBase, Filling, KeySpec
+from ._cached import DEFAULT_LEASE_TTL, CachedBase, EarlyExpiryLike, Filling, KeySpec
 from ._near import AsyncRunner, Flight, NearCache, merged, settle_many
-from .models import TTL, Entry, Serializer, Value
+from .models import TTL, Entry, FillLease, Serializer, Value
 from .sync import CacheAPI
 
 # Near-cache hits in a row after which a read yields to the event loop once (see _read).
@@ -62,6 +63,7 @@ class AsyncCacheAPI(AsyncService):
     set_many = batch_set
     delete = awaiting(CacheAPI.delete)
     invalidate_tags = awaiting(CacheAPI.invalidate_tags)
+    invalidate_prefix = awaiting(CacheAPI.invalidate_prefix)
     increment = awaiting(CacheAPI.increment)
     touch = awaiting(CacheAPI.touch)
     get_or_lease = awaiting(CacheAPI.get_or_lease)
@@ -147,30 +149,45 @@ class AsyncCacheAPI(AsyncService):
         lease: bool = True,
         lease_ttl: Seconds = DEFAULT_LEASE_TTL,
         wait: Seconds | None = None,
+        stale_grace: TTL = None,
+        early_expiry: EarlyExpiryLike = None,
         timeout: float | None = None,
     ) -> bytes:
         """The stored value of ``key``; on a miss, store ``fill()`` (sync or async) and return it.
 
         As :meth:`CacheAPI.get_or_set`: with ``lease`` (the default) ``fill`` runs in one caller at a
         time and the others wait for its value; with ``lease=False`` concurrent fillers all return
-        the one value stored first.
+        the one value stored first. ``stale_grace`` serves a stale value while one caller refreshes
+        it; ``early_expiry`` refreshes a hit before it expires (XFetch).
         """
-        filling = Filling(lease, lease_ttl, wait)
-        if not filling.lease:
-            entry = await self.get(key, timeout=timeout)
-            if entry.found:
-                return entry.value
-            value = await _filled(fill)
-            if (await self.set(key, value, ttl, if_absent=True, timeout=timeout)).stored:
-                return value
-            return _codec.fill_winner(await self.get(key, timeout=timeout), value)
-        got = await self.get_or_lease(key, lease_ttl, wait=filling.wait_seconds(), timeout=timeout)
-        if got.entry.found:
-            return got.entry.value
+        filling = Filling(lease, lease_ttl, wait, stale_grace, early_expiry)
+        if filling.lease:
+            waiting = filling.wait_seconds()
+            serve = filling.serve_stale
+            got = await self.get_or_lease(key, lease_ttl, wait=waiting, serve_stale=serve, timeout=timeout)
+        else:
+            got = FillLease(await self.get(key, timeout=timeout))
+        step = filling.step(got)
+        if step.value is not None:
+            return step.value
+        started = time.perf_counter()
         value = await _filled(fill)
-        if got.leased:
-            # A lost lease (LEASE_LOST) stores nothing; the value is returned all the same.
-            await self.set(key, value, ttl, lease_token=got.lease_token, timeout=timeout)
+        if step.store:
+            # A lost lease (LEASE_LOST), or a key written since it was read, stores nothing; the
+            # value is returned all the same.
+            written = await self.set(
+                key,
+                value,
+                ttl,
+                if_absent=step.if_absent,
+                if_version=step.if_version,
+                lease_token=step.lease_token,
+                stale_grace=stale_grace,
+                compute_time=filling.compute_time(started),
+                timeout=timeout,
+            )
+            if step.if_absent and not written.stored:
+                return _codec.fill_winner(await self.get(key, timeout=timeout), value)
         return value
 
     def cached(
@@ -182,9 +199,11 @@ class AsyncCacheAPI(AsyncService):
         lease: bool = True,
         lease_ttl: Seconds = DEFAULT_LEASE_TTL,
         wait: Seconds | None = None,
+        stale_grace: TTL = None,
+        early_expiry: EarlyExpiryLike = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate an async function so its results are cached in Coord (see :meth:`CacheAPI.cached`)."""
-        filling = Filling(lease, lease_ttl, wait)
+        filling = Filling(lease, lease_ttl, wait, stale_grace, early_expiry)
         return lambda fn: AsyncCachedFunction(self, fn, ttl, key, serializer, filling=filling)
 
 
@@ -222,6 +241,8 @@ class AsyncCachedFunction(CachedBase[P], Generic[P, R]):
             lease=filling.lease,
             lease_ttl=filling.lease_ttl,
             wait=filling.wait,
+            stale_grace=filling.stale_grace,
+            early_expiry=filling.early_expiry,
         )
         result: R = self._serializer.loads(stored)
         return result

@@ -54,6 +54,9 @@ class Entry:
     value: bytes = b""
     version: int = 0
     expire_time: datetime | None = None  # UTC, by the Redis server's clock
+    # How long the value took to compute, in seconds, as its writer said (``compute_time=``); None when
+    # it did not say. ``get_or_set(early_expiry=...)`` weighs its early refreshes by it.
+    compute_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,14 @@ class FillLease:
     """The result of a ``get_or_lease``: a hit (``entry.found``), the caller's fill lease
     (``lease_token``: compute the value and ``set`` it with ``lease_token=``), or neither (the wait
     ended while another caller held the lease). ``waited`` is True when the call waited for another
-    caller's fill."""
+    caller's fill. ``stale`` is True when ``entry`` is past its expiry, served within its stale grace
+    (``serve_stale=True``); with a ``lease_token`` this caller is the one to refresh it."""
 
     entry: Entry
     lease_token: str = ""
     lease_expire_time: datetime | None = None  # UTC, by the Redis server's clock
     waited: bool = False
+    stale: bool = False
 
     @property
     def leased(self) -> bool:
@@ -143,6 +148,9 @@ class SetItem:
     fence: FenceLike | None = None
     lease_token: str | None = None  # the fill of this lease from get_or_lease: stored only under it
     tags: Sequence[str] = ()  # labels for invalidate_tags: any of them invalidated makes it a miss
+    # Kept this long past ``ttl`` as a stale value that only get_or_lease(serve_stale=True) returns.
+    stale_grace: TTL = None
+    compute_time: TTL = None  # how long the value took to compute (returned as Entry.compute_time)
 
 
 class _HasFence(Protocol):

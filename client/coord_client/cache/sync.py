@@ -4,6 +4,7 @@ decorator's :class:`CachedFunction`. Every call is built and read by :mod:`._cod
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Generic, ParamSpec, TypeVar
 
@@ -13,7 +14,7 @@ from .._base import Transport
 from .._call import Call, SyncService
 from .._convert import Seconds
 from . import _codec
-from ._cached import DEFAULT_LEASE_TTL, CachedBase, Filling, KeySpec
+from ._cached import DEFAULT_LEASE_TTL, CachedBase, EarlyExpiryLike, Filling, KeySpec
 from ._near import Flight, NearCache, SyncRunner, merged, settle_many
 from .models import (
     TTL,
@@ -77,6 +78,8 @@ class CacheAPI(SyncService):
         fence: FenceLike | None = None,
         lease_token: str | None = None,
         tags: Iterable[str] = (),
+        stale_grace: TTL = None,
+        compute_time: TTL = None,
         timeout: float | None = None,
     ) -> SetResult:
         """Write one entry, under at most one condition; see :class:`SetResult` for the outcome.
@@ -87,10 +90,25 @@ class CacheAPI(SyncService):
         the lease is still the key's. Any stored write ends the key's lease and wakes its waiters.
         ``tags`` label the entry for :meth:`invalidate_tags` (at most 8 unless the server says
         otherwise); a stored write replaces the entry's tags. Reading a tagged entry costs the
-        server a second Redis round trip.
+        server a second Redis round trip. ``stale_grace`` keeps the entry that long past ``ttl`` as a
+        stale value, which only ``get_or_lease(serve_stale=True)`` returns (every other read misses);
+        ``compute_time`` (how long the value took to compute) is stored and returned as
+        ``Entry.compute_time``.
         """
         tagged = tuple(_codec.tag_list(tags))
-        item = SetItem(key, value, ttl, if_absent, if_present, if_version, fence, lease_token, tagged)
+        item = SetItem(
+            key,
+            value,
+            ttl,
+            if_absent,
+            if_present,
+            if_version,
+            fence,
+            lease_token,
+            tagged,
+            stale_grace,
+            compute_time,
+        )
         return self._write((key,), _codec.set(item), timeout)
 
     def batch_set(
@@ -108,6 +126,14 @@ class CacheAPI(SyncService):
         stay until rewritten or expired); returns how many distinct tags were invalidated. Near
         caches are flushed: this client's at once, the others' by the server."""
         return self._write_all(_codec.invalidate_tags(tags), timeout)
+
+    def invalidate_prefix(self, prefix: str, *, timeout: float | None = None) -> None:
+        """Make every entry whose key starts with ``prefix``, a namespace ending with the server's
+        delimiter (``"user:42:"``, deeper ones included), a miss, for every client, at once (the
+        entries stay until rewritten or expired). Near caches are flushed: this client's at once, the
+        others' by the server. A prefix that does not end with the delimiter, or is shorter than the
+        server's minimum, raises InvalidArgument; FailedPrecondition when the server has none."""
+        return self._write_all(_codec.invalidate_prefix(prefix), timeout)
 
     def delete(self, *keys: str, if_version: int | None = None, timeout: float | None = None) -> DeleteResult:
         """Remove keys (missing ones are not an error); ``if_version`` needs exactly one key."""
@@ -187,7 +213,13 @@ class CacheAPI(SyncService):
             self._runner.close()
 
     def get_or_lease(
-        self, key: str, lease_ttl: Seconds, *, wait: Seconds = 0, timeout: float | None = None
+        self,
+        key: str,
+        lease_ttl: Seconds,
+        *,
+        wait: Seconds = 0,
+        serve_stale: bool = False,
+        timeout: float | None = None,
     ) -> FillLease:
         """Read ``key``; on a miss, take its fill lease for ``lease_ttl`` (seconds or a timedelta): the
         time this caller has to compute the value and ``set(key, value, lease_token=...)`` it.
@@ -198,10 +230,14 @@ class CacheAPI(SyncService):
         ended it); waiting callers are served first come first served. A wait that ends returns
         neither (``Lease.entry.found`` False, no ``lease_token``). Without a ``timeout``, the call's
         deadline is the wait plus the client's timeout.
+
+        ``serve_stale`` returns an entry past its expiry but within its stale grace (``set(...,
+        stale_grace=...)``) at once, with ``stale`` True, instead of a miss; the caller that finds the
+        lease free also gets it (``lease_token``), to refresh the value.
         """
         waiting = _codec.wait_seconds(wait, 0.0)
         deadline = _codec.lease_deadline(waiting, timeout, self._t.timeout)
-        return self._send(_codec.get_or_lease(key, lease_ttl, waiting), deadline)
+        return self._send(_codec.get_or_lease(key, lease_ttl, waiting, serve_stale), deadline)
 
     def get_or_set(
         self,
@@ -212,6 +248,8 @@ class CacheAPI(SyncService):
         lease: bool = True,
         lease_ttl: Seconds = DEFAULT_LEASE_TTL,
         wait: Seconds | None = None,
+        stale_grace: TTL = None,
+        early_expiry: EarlyExpiryLike = None,
         timeout: float | None = None,
     ) -> bytes:
         """The stored value of ``key``; on a miss, store ``fill()`` (with ``ttl``) and return it.
@@ -232,23 +270,43 @@ class CacheAPI(SyncService):
 
         ``lease=False`` is the fill without leases: a plain read, then an ``if_absent`` write, so
         concurrent callers all return the one value stored first, but ``fill`` may run in each.
+
+        ``stale_grace`` (stale-while-revalidate, with leases) keeps each value that long past ``ttl``:
+        once it has expired, callers get the stale value at once while one of them, the one that
+        takes the lease, runs ``fill`` and stores the new value. ``early_expiry`` (True, a beta, or
+        an :class:`EarlyExpiry`) refreshes a hit before it expires with XFetch's probability, which
+        grows as the expiry nears and with the time ``fill`` took (measured and stored with the
+        value); the refresh is stored only if nobody wrote the key meanwhile.
         """
-        filling = Filling(lease, lease_ttl, wait)
-        if not filling.lease:
-            entry = self.get(key, timeout=timeout)
-            if entry.found:
-                return entry.value
-            value = _codec.value_bytes(fill())
-            if self.set(key, value, ttl, if_absent=True, timeout=timeout).stored:
-                return value
-            return _codec.fill_winner(self.get(key, timeout=timeout), value)
-        got = self.get_or_lease(key, lease_ttl, wait=filling.wait_seconds(), timeout=timeout)
-        if got.entry.found:
-            return got.entry.value
+        filling = Filling(lease, lease_ttl, wait, stale_grace, early_expiry)
+        if filling.lease:
+            waiting = filling.wait_seconds()
+            got = self.get_or_lease(
+                key, lease_ttl, wait=waiting, serve_stale=filling.serve_stale, timeout=timeout
+            )
+        else:
+            got = FillLease(self.get(key, timeout=timeout))
+        step = filling.step(got)
+        if step.value is not None:
+            return step.value
+        started = time.perf_counter()
         value = _codec.value_bytes(fill())
-        if got.leased:
-            # A lost lease (LEASE_LOST) stores nothing; the value is returned all the same.
-            self.set(key, value, ttl, lease_token=got.lease_token, timeout=timeout)
+        if step.store:
+            # A lost lease (LEASE_LOST), or a key written since it was read, stores nothing; the
+            # value is returned all the same.
+            stored = self.set(
+                key,
+                value,
+                ttl,
+                if_absent=step.if_absent,
+                if_version=step.if_version,
+                lease_token=step.lease_token,
+                stale_grace=stale_grace,
+                compute_time=filling.compute_time(started),
+                timeout=timeout,
+            ).stored
+            if step.if_absent and not stored:
+                return _codec.fill_winner(self.get(key, timeout=timeout), value)
         return value
 
     def cached(
@@ -260,17 +318,19 @@ class CacheAPI(SyncService):
         lease: bool = True,
         lease_ttl: Seconds = DEFAULT_LEASE_TTL,
         wait: Seconds | None = None,
+        stale_grace: TTL = None,
+        early_expiry: EarlyExpiryLike = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a sync function so its results are cached in Coord for ``ttl``.
 
         ``key`` names the entry per call: a ``str.format`` template over the parameters
         (``"user:{user_id}"``), a callable taking the same arguments, or None for the qualified name
         plus a digest of the arguments. Results go through ``serializer`` (JSON by default). A miss
-        is filled as by :meth:`get_or_set` (``lease``, ``lease_ttl``, ``wait``): under a fill lease,
-        the function runs in one caller at a time. The wrapper also has ``key_for(...)`` and
-        ``invalidate(...)``.
+        is filled as by :meth:`get_or_set` (``lease``, ``lease_ttl``, ``wait``, ``stale_grace``,
+        ``early_expiry``): under a fill lease, the function runs in one caller at a time. The wrapper
+        also has ``key_for(...)`` and ``invalidate(...)``.
         """
-        filling = Filling(lease, lease_ttl, wait)
+        filling = Filling(lease, lease_ttl, wait, stale_grace, early_expiry)
         return lambda fn: CachedFunction(self, fn, ttl, key, serializer, filling=filling)
 
 
@@ -299,6 +359,8 @@ class CachedFunction(CachedBase[P], Generic[P, R]):
             lease=filling.lease,
             lease_ttl=filling.lease_ttl,
             wait=filling.wait,
+            stale_grace=filling.stale_grace,
+            early_expiry=filling.early_expiry,
         )
         result: R = self._serializer.loads(stored)
         return result

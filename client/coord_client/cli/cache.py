@@ -5,6 +5,7 @@ coordctl cache get greeting                  # prints: hello
 coordctl --json cache mget a b c
 coordctl cache set user:7 '{...}' --tag user:7 --tag users
 coordctl cache invalidate-tags users         # every entry tagged "users" is now a miss
+coordctl cache invalidate-prefix user:7:     # every key under user:7: is now a miss
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def register(subparsers: Any) -> None:
     )
     tags.add_argument("tags", nargs="+", metavar="TAG")
     tags.set_defaults(handler=_invalidate_tags)
+
+    prefix = commands.add_parser(
+        "invalidate-prefix", help="make every entry whose key starts with PREFIX (ending with ':') a miss"
+    )
+    prefix.add_argument("prefix", metavar="PREFIX")
+    prefix.set_defaults(handler=_invalidate_prefix)
 
     delete = commands.add_parser("delete", help="remove keys (exit 1 if any was not deleted)")
     delete.add_argument("keys", nargs="+", metavar="KEY")
@@ -148,6 +155,12 @@ def _set(client: Client, args: argparse.Namespace, out: Output) -> int:
 def _invalidate_tags(client: Client, args: argparse.Namespace, out: Output) -> int:
     count = client.cache.invalidate_tags(*args.tags)
     out.result({"tag_count": count}, f"invalidated {count} tag{'' if count == 1 else 's'}")
+    return Exit.OK
+
+
+def _invalidate_prefix(client: Client, args: argparse.Namespace, out: Output) -> int:
+    client.cache.invalidate_prefix(args.prefix)
+    out.result({"prefix": args.prefix}, f"invalidated {args.prefix}")
     return Exit.OK
 
 

@@ -16,6 +16,7 @@ from ..validation import Limits
 from .invalidations import InvalidationHub
 from .keys import CacheKeys
 from .leases import LeaseWaiting
+from .prefixes import PrefixRules
 from .servicer import CacheServicer
 from .store import CacheStore
 from .tags import TTL_MARGIN_MS
@@ -38,6 +39,9 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
         heartbeat_interval=settings.lock_waiter_heartbeat,
         fallback=settings.lock_fallback,
     )
+    prefix_rules = PrefixRules(
+        settings.cache_prefix_delimiter, settings.cache_min_prefix, settings.cache_prefix_depth
+    )
     stores = PerTenant(
         lambda tenant: CacheStore(
             redis,
@@ -48,12 +52,14 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
             leases=lease_waiting,
             # A tag key outlives every entry stored with its generation (tags.py).
             tag_ttl_ms=round(settings.max_ttl * 1000) + TTL_MARGIN_MS,
+            prefix_rules=prefix_rules,  # a prefix key lives as long as a tag key (prefixes.py)
         ),
         settings.tenant,
     )
     servicer = CacheServicer(stores, Limits.from_settings(settings), settings.max_message_bytes)
     servicer.max_lease_ms = round(settings.cache_max_lease * 1000)
     servicer.max_tags = settings.cache_max_tags
+    servicer.prefix_rules = prefix_rules
     if settings.cache_invalidations:
         # WatchInvalidations: one subscription per tenant, made by its first watcher (invalidations.py).
         servicer.invalidations = PerTenant(

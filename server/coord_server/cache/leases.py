@@ -34,7 +34,7 @@ from .keys import CacheKeys
 EXPIRY_MARGIN_S = 0.002
 
 # get_or_lease.lua's answer codes.
-_NEITHER, _HIT, _LEASED = 0, 1, 2
+_NEITHER, _HIT, _LEASED, _STALE = 0, 1, 2, 3
 
 
 def new_lease_token() -> str:
@@ -55,13 +55,15 @@ class LeaseWaiting:
 @dataclass(frozen=True)
 class LeaseAnswer:
     """How a GetOrLease ended: ``hit`` is get_or_lease.lua's hit reply (``{1, value, version,
-    expire_ms, ...}``, as get.lua's) or None; else ``token`` is the caller's lease (until
-    ``expire_ms``), else neither (the wait ended, or the call did not wait)."""
+    expire_ms, tags, compute_ms, ...}``, as get.lua's) or None; else ``token`` is the caller's lease
+    (until ``expire_ms``), else neither (the wait ended, or the call did not wait). A ``stale`` hit
+    (code 3) may come with the lease too."""
 
     hit: Any | None
     token: str = ""
     expire_ms: int = 0
     waited: bool = False
+    stale: bool = False
 
 
 class Leases:
@@ -90,20 +92,28 @@ class Leases:
             await self.waiters.notify(wake)
 
     async def get_or_lease(
-        self, key: str, lease_ttl_ms: int, wait_s: float, *, stale_version: int = 0
+        self,
+        key: str,
+        lease_ttl_ms: int,
+        wait_s: float,
+        *,
+        stale_version: int = 0,
+        serve_stale: bool = False,
     ) -> LeaseAnswer:
         """Read ``key`` or take its fill lease for ``lease_ttl_ms``; while another caller holds it,
         wait up to ``wait_s`` (and the RPC deadline) for its fill, or for the lease to pass on.
         An entry at ``stale_version`` (non-zero: its tags were invalidated, see tags.py) counts as
-        missing.
+        missing. With ``serve_stale`` an entry past its expiry, within its stale grace, is answered
+        at once, never waited on.
 
         A caller that is cancelled while waiting leaves the queue at once; a lease that went to it as
         it went away ends at once (the next waiter takes it).
         """
         token = new_lease_token()
         wait_s = min(wait_s, deadline_left())
+        look = (stale_version, serve_stale)
         if wait_s <= 0:
-            reply = await self._attempt(key, lease_ttl_ms, token, "", stale_version)
+            reply = await self._attempt(key, lease_ttl_ms, token, "", look)
             await self.notify(_wake(reply))
             return _answer(reply, token, waited=False)
         loop = asyncio.get_running_loop()
@@ -117,9 +127,7 @@ class Leases:
                     # Shielded: a cancelled caller must not cancel a script that may already be on its
                     # way to Redis; the cleanup waits for it instead, so the attempt can never queue
                     # the waiter again after the cleanup took it out (nor keep a lease unseen).
-                    attempt = asyncio.ensure_future(
-                        self._attempt(key, lease_ttl_ms, token, waiter.wid, stale_version)
-                    )
+                    attempt = asyncio.ensure_future(self._attempt(key, lease_ttl_ms, token, waiter.wid, look))
                     reply = await asyncio.shield(attempt)
                     await self.notify(_wake(reply))
                     if int(reply[0]) != _NEITHER:
@@ -148,7 +156,11 @@ class Leases:
                         with contextlib.suppress(Exception):
                             await asyncio.shield(cleanup)
 
-    async def _attempt(self, key: str, lease_ttl_ms: int, token: str, wid: str, stale: int = 0) -> Any:
+    async def _attempt(
+        self, key: str, lease_ttl_ms: int, token: str, wid: str, look: tuple[int, bool] = (0, False)
+    ) -> Any:
+        """One run of get_or_lease.lua; ``look`` is (the version to count as missing, serve stale)."""
+        stale, serve_stale = look
         args: list[ScriptArg] = [
             wid,
             lease_ttl_ms,
@@ -156,8 +168,10 @@ class Leases:
             self._waiting.waiter_ttl_ms,
             self.waiters.server_id,
         ]
-        if stale:
-            args.append(str(stale))
+        if stale or serve_stale:  # optional arguments: a plain call sends five
+            args.append(str(stale) if stale else "")
+        if serve_stale:
+            args.append("1")
         return await self._redis.run(self._get_or_lease, self._keys.all(key), args)
 
     def _fallback(self, reply: Any) -> float:
@@ -190,6 +204,9 @@ def _answer(reply: Any, token: str, *, waited: bool) -> LeaseAnswer:
         return LeaseAnswer(reply, waited=waited)
     if code == _LEASED:
         return LeaseAnswer(None, token, int(reply[1]), waited=waited)
+    if code == _STALE:  # {3, value, version, expire_ms, tags, compute_ms, lease_expire_ms, wake}
+        lease_expire_ms = int(reply[6])
+        return LeaseAnswer(reply, token if lease_expire_ms else "", lease_expire_ms, waited, stale=True)
     return LeaseAnswer(None, waited=waited)
 
 

@@ -11,12 +11,13 @@ from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord.common.v1 import errors_pb2
 
 from .._grpc import answer_each, rpc, stream_rpc
-from .._proto import duration_ms, timestamp_ms
+from .._proto import duration_of_ms, timestamp_ms
 from ..errors import invalid
 from ..metrics.services import CacheLookups
 from ..tenancy import PerTenant
-from ..validation import Limits
+from ..validation import Limits, duration_within, ttl_within
 from .invalidations import InvalidationHub, Kind, Notice, watch_spec, watching_off
+from .prefixes import DEFAULT_RULES
 from .store import CacheStore, Condition, Entry, Leased, SetItem, SetResult
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -27,8 +28,12 @@ _MAX_LEASE_TOKEN = 256
 _MAX_FENCING_TOKEN = 2**53 - 1
 _GET_STREAM = "CacheServicer.GetStream"
 # The most bytes one Entry adds to a BatchGetResponse besides its key and value: the field tag and
-# length of the entry (5), of its key (3) and value (5), found (2), version (11), expire_time (19).
-_ENTRY_FRAMING = 48
+# length of the entry (5), of its key (3) and value (5), found (2), version (11), expire_time (19),
+# compute_time (13: below 2^32 ms).
+_ENTRY_FRAMING = 61
+# The longest stale grace and compute time a Set may give: the entry's header holds each in 4 bytes
+# of milliseconds (scripts/_entry.lua), about 49 days.
+_MAX_HEADER_MS = 2**32 - 1
 
 
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
@@ -40,6 +45,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self.lookups: CacheLookups | None = None  # hits and misses, when metrics are on
         self.max_lease_ms = 60_000  # the longest fill lease (COORD_CACHE_MAX_LEASE; add_to_server sets it)
         self.max_tags = 8  # the most tags one Set may carry (COORD_CACHE_MAX_TAGS; add_to_server sets it)
+        self.prefix_rules = DEFAULT_RULES  # what a namespace is (COORD_CACHE_PREFIX_*; add_to_server sets it)
         # Each tenant's invalidation subscription; None when COORD_CACHE_INVALIDATIONS is off.
         self.invalidations: PerTenant[InvalidationHub] | None = None
 
@@ -113,7 +119,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, request: cache_pb2.IncrementRequest, context: Ctx
     ) -> cache_pb2.IncrementResponse:
         key = self._limits.key("key", request.key)
-        ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
+        ttl = self._limits.ttl("ttl", request.ttl)
         result = await self._stores.get().increment(key, request.delta, ttl)
         return cache_pb2.IncrementResponse(
             value=result.value,
@@ -125,7 +131,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     @rpc
     async def Touch(self, request: cache_pb2.TouchRequest, context: Ctx) -> cache_pb2.TouchResponse:
         key = self._limits.key("key", request.key)
-        ttl = self._limits.ttl_ms("ttl", duration_ms("ttl", request.ttl))
+        ttl = self._limits.ttl("ttl", request.ttl)
         result = await self._stores.get().touch(key, ttl)
         return cache_pb2.TouchResponse(found=result.found, expire_time=timestamp_ms(result.expire_ms))
 
@@ -144,19 +150,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, request: cache_pb2.GetOrLeaseRequest, context: Ctx
     ) -> cache_pb2.GetOrLeaseResponse:
         key = self._limits.key("key", request.key)
-        lease_ms = duration_ms("lease_ttl", request.lease_ttl)
-        if not 1 <= lease_ms <= self.max_lease_ms:
-            raise invalid(
-                "lease_ttl",
-                f"is required, between 1 ms and {self.max_lease_ms} ms (got {lease_ms} ms)",
-                reason="TTL_OUT_OF_RANGE",
-                min="1ms",
-                max=f"{self.max_lease_ms}ms",
-            )
-        wait_ms = duration_ms("wait", request.wait)
-        if wait_ms > self._limits.max_ttl_ms:
-            raise invalid("wait", f"must be at most {self._limits.max_ttl_ms} ms (got {wait_ms} ms)")
-        leased = await self._stores.get().get_or_lease(key, lease_ms, wait_ms / 1000)
+        lease_ms = ttl_within("lease_ttl", request.lease_ttl, 1, self.max_lease_ms)  # required: no default
+        wait_ms = duration_within("wait", request.wait, 0, self._limits.max_ttl_ms)
+        store = self._stores.get()
+        leased = await store.get_or_lease(key, lease_ms, wait_ms / 1000, serve_stale=request.serve_stale)
         if self.lookups is not None:
             self.lookups.one(leased.entry.found)
         return _leased_pb(leased)
@@ -169,6 +166,14 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         tags = [self._limits.key(f"tags[{i}]", t) for i, t in enumerate(request.tags)]
         count = await self._stores.get().invalidate_tags(tags)
         return cache_pb2.InvalidateTagsResponse(tag_count=count)
+
+    @rpc
+    async def InvalidatePrefix(
+        self, request: cache_pb2.InvalidatePrefixRequest, context: Ctx
+    ) -> cache_pb2.InvalidatePrefixResponse:
+        prefix = self.prefix_rules.check("prefix", request.prefix, self._limits)
+        await self._stores.get().invalidate_prefix(prefix)
+        return cache_pb2.InvalidatePrefixResponse()
 
     def _tags(self, field: str, tags: Sequence[str]) -> tuple[str, ...]:
         """A Set's tags, each under the key rules (no newline: tags.py packs them with newlines),
@@ -183,7 +188,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     def _set_item(self, prefix: str, request: cache_pb2.SetRequest) -> SetItem:
         key = self._limits.key(prefix + "key", request.key)
         value = self._limits.value(prefix + "value", request.value)
-        ttl = self._limits.ttl_ms(prefix + "ttl", duration_ms(prefix + "ttl", request.ttl))
+        ttl = self._limits.ttl(prefix + "ttl", request.ttl)
         which = request.WhichOneof("condition")
         if which == "if_version" and request.if_version == 0:
             raise invalid(prefix + "if_version", "must be non-zero (use if_absent to require a missing key)")
@@ -202,8 +207,21 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         if len(request.lease_token) > _MAX_LEASE_TOKEN:
             raise invalid(prefix + "lease_token", f"must be at most {_MAX_LEASE_TOKEN} characters")
         tags = self._tags(prefix + "tags", request.tags)
+        longest = min(_MAX_HEADER_MS, self._limits.max_ttl_ms)
+        grace = duration_within(prefix + "stale_grace", request.stale_grace, 0, longest, unset_ms=0)
+        compute = duration_within(prefix + "compute_time", request.compute_time, 0, longest, unset_ms=0)
         return SetItem(
-            key, value, ttl, condition, request.if_version, fence_lock, token, request.lease_token, tags
+            key,
+            value,
+            ttl,
+            condition,
+            request.if_version,
+            fence_lock,
+            token,
+            request.lease_token,
+            tags,
+            stale_grace_ms=grace,
+            compute_ms=compute,
         )
 
 
@@ -216,6 +234,7 @@ def _entry_pb(entry: Entry) -> cache_pb2.Entry:
         value=entry.value,
         version=entry.version,
         expire_time=timestamp_ms(entry.expire_ms),
+        compute_time=duration_of_ms(entry.compute_ms) if entry.compute_ms else None,
     )
 
 
@@ -238,6 +257,7 @@ def _leased_pb(leased: Leased) -> cache_pb2.GetOrLeaseResponse:
         lease_token=leased.token,
         lease_expire_time=timestamp_ms(leased.expire_ms) if leased.token else None,
         waited=leased.waited,
+        stale=leased.stale,
     )
 
 

@@ -13,6 +13,7 @@ from ..errors import FailedPrecondition, FieldViolation, OutOfRange, TooLarge
 from ..redis import RedisBackend, ScriptArg, ScriptCall, ScriptSet
 from .keys import CacheKeys
 from .leases import Leases, LeaseWaiting
+from .prefixes import DEFAULT_RULES, Prefixes, PrefixRules
 from .tags import TTL_MARGIN_MS, Tags, pack
 
 
@@ -51,6 +52,7 @@ class Entry:
     value: bytes = b""
     version: int = 0
     expire_ms: int = 0  # Unix time in ms by the Redis clock; 0 when unknown or absent
+    compute_ms: int = 0  # how long its writer said the value took to compute (XFetch); 0 when not said
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class SetItem:
     fencing_token: int = 0
     lease_token: str = ""  # non-empty: the fill of this fill lease (GetOrLease), stored only under it
     tags: tuple[str, ...] = ()  # distinct; InvalidateTags of any of them makes the entry a miss
+    stale_grace_ms: int = 0  # how long past its TTL a GetOrLease serving stale values may return it
+    compute_ms: int = 0  # how long the value took to compute, kept for early refreshes (XFetch)
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,15 @@ class TouchResult:
 @dataclass(frozen=True)
 class Leased:
     """A GetOrLease's answer: a hit (``entry.found``), the caller's fill lease (``token``, until
-    ``expire_ms``), or neither; ``waited`` when the call waited for another caller's fill."""
+    ``expire_ms``), or neither; ``waited`` when the call waited for another caller's fill. A
+    ``stale`` hit is an entry past its expiry served within its stale grace; it may come with the
+    lease (the caller refreshes it)."""
 
     entry: Entry
     token: str = ""
     expire_ms: int = 0
     waited: bool = False
+    stale: bool = False
 
 
 # The lock's waiter defaults (COORD_LOCK_WAITER_TTL, _HEARTBEAT, COORD_LOCK_FALLBACK); add_to_server
@@ -133,6 +140,7 @@ class CacheStore:
         invalidations: bool = True,
         leases: LeaseWaiting = DEFAULT_LEASE_WAITING,
         tag_ttl_ms: int = DEFAULT_TAG_TTL_MS,
+        prefix_rules: PrefixRules = DEFAULT_RULES,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -148,11 +156,19 @@ class CacheStore:
         self.leases = Leases(redis, scripts, keys, leases)
         # Tag generations (tags.py): a tagged Set reads them first, a tagged hit is checked against them.
         self.tags = Tags(redis, scripts, keys, tag_ttl_ms, self._channel)
+        # Namespace generations (prefixes.py): read with every read of a key that has namespaces, and
+        # by its Sets first; their keys live as long as tag keys.
+        self.prefixes = Prefixes(
+            redis, scripts, keys, rules=prefix_rules, ttl_ms=tag_ttl_ms, channel=self._channel
+        )
 
     # -- reads -------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Entry:
-        reply = await self._redis.run(self._get, [self._keys.entry(key)], [])
+        read = self._redis.run(self._get, [self._keys.entry(key)], [])
+        reply, generations = await self.prefixes.along([key], read)
+        if int(reply[0]) == 1 and self.prefixes.stale(key, _tags_of(reply), generations):
+            return Entry(key, False)
         if _tags_of(reply) is not None and (await self.tags.stale([reply[4]]))[0]:
             return Entry(key, False)
         return _entry(key, reply)
@@ -174,9 +190,17 @@ class CacheStore:
             return []
         distinct = list(dict.fromkeys(keys))
         if max_bytes is None:
-            replies = await self._get_each(distinct)
+            fetch = self._get_each(distinct)
         else:
-            replies = await self._get_within(keys, distinct, max_bytes, per_entry)
+            fetch = self._get_within(keys, distinct, max_bytes, per_entry)
+        # With the generations of the keys' namespaces, read at the same time (prefixes.py).
+        replies, generations = await self.prefixes.along(distinct, fetch)
+        outdated = [
+            k
+            for k, r in replies.items()
+            if int(r[0]) == 1 and self.prefixes.stale(k, _tags_of(r), generations)
+        ]
+        replies.update((k, _MISS) for k in outdated)
         tagged = [k for k, r in replies.items() if _tags_of(r) is not None]
         if tagged:  # their tags' generations, all in one more round trip
             stale = await self.tags.stale([replies[k][4] for k in tagged])
@@ -220,22 +244,31 @@ class CacheStore:
             self._channel,
             item.lease_token,
         ]
-        if tags:  # an untagged write sends what it always did
-            args.append(tags)
+        # Optional arguments, sent only up to the last one used: a plain write sends eight.
+        extra: list[ScriptArg] = [tags, item.stale_grace_ms, item.compute_ms]
+        while extra and not extra[-1]:
+            extra.pop()
+        args += extra
         return ScriptCall(self._set, self._keys.all(item.key), args)
 
     async def _tag_fields(self, items: Sequence[SetItem]) -> list[str]:
         """Field t for each of ``items`` ('' when untagged): the current generations of their tags,
         read in one round trip before the writes (none for untagged items)."""
         wanted = list(dict.fromkeys(t for item in items for t in item.tags))
-        if not wanted:
+        keys = [item.key for item in items]
+        if not wanted and not self.prefixes.of(keys):
             return [""] * len(items)
-        generations = await self.tags.for_write(wanted)
-        return [pack((t, generations[t]) for t in item.tags) for item in items]
+        # With the generations of the keys' namespaces (prefixes.py), in the same round trip.
+        tags, namespaces = self.tags.for_write(wanted), self.prefixes.for_write(keys)
+        generations, current = await asyncio.gather(tags, namespaces)
+        return [
+            pack([*((t, generations[t]) for t in item.tags), *self.prefixes.recorded(item.key, current)])
+            for item in items
+        ]
 
     async def set(self, item: SetItem) -> SetResult:
         """Write one entry; a stored write ends the key's fill lease and wakes its waiters."""
-        call = self._set_call(item, (await self._tag_fields([item]))[0] if item.tags else "")
+        call = self._set_call(item, (await self._tag_fields([item]))[0])  # '' at once when untagged
         reply = await self._redis.run(call.script, call.keys, call.args)
         await self.leases.notify(_set_wake(reply))
         return _set_result(reply)
@@ -266,7 +299,10 @@ class CacheStore:
         ]
 
     async def increment(self, key: str, delta: int, ttl_ms: int) -> IncrementResult:
-        reply = await self._redis.run(self._incr, self._keys.both(key), [delta, ttl_ms, self._channel])
+        """Add ``delta`` to an integer entry; a stored Increment ends the key's fill lease and wakes
+        its waiters, as a stored Set does."""
+        namespaces = await self.prefixes.for_write([key])  # none read when the key has no namespace
+        reply = await self._redis.run(self._incr, self._keys.all(key), [delta, ttl_ms, self._channel])
         code = int(reply[0])
         if code == -1:
             raise FailedPrecondition(
@@ -280,35 +316,67 @@ class CacheStore:
                 reason="INTEGER_OVERFLOW",
                 metadata={"key": key, "delta": str(delta)},
             )
-        return IncrementResult(int(reply[1]), int(reply[2]), bool(reply[3]), int(reply[4]))
+        await self.leases.notify(reply[5])
+        result = IncrementResult(int(reply[1]), int(reply[2]), bool(reply[3]), int(reply[4]))
+        recorded = self.prefixes.recorded(key, namespaces)
+        if result.created and recorded:
+            return await self._record_namespaces(key, result, ttl_ms, pack(recorded))
+        return result
+
+    async def _record_namespaces(
+        self, key: str, created: IncrementResult, ttl_ms: int, field: str
+    ) -> IncrementResult:
+        """An Increment that created its entry under an invalidated namespace: incr.lua records no
+        generation, which would read as a miss, so the same value is written again with the
+        generations read before the Increment (prefixes.py), unless the key changed meanwhile."""
+        item = SetItem(key, str(created.value).encode(), ttl_ms, Condition.IF_VERSION, created.version)
+        call = self._set_call(item, field)
+        reply = await self._redis.run(call.script, call.keys, call.args)
+        await self.leases.notify(_set_wake(reply))
+        written = _set_result(reply)
+        if not written.stored:
+            return created
+        return IncrementResult(created.value, written.version, True, written.expire_ms)
 
     async def touch(self, key: str, ttl_ms: int) -> TouchResult:
-        reply = await self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms, self._channel])
+        touch = self._redis.run(self._touch, [self._keys.entry(key)], [ttl_ms, self._channel])
+        reply = await self.prefixes.renewing(key, touch)  # namespaces' keys must outlive the entry
         return TouchResult(True, int(reply[1])) if int(reply[0]) else TouchResult(False)
 
     # -- fill leases -------------------------------------------------------------------------------
 
-    async def get_or_lease(self, key: str, lease_ttl_ms: int, wait_s: float) -> Leased:
+    async def get_or_lease(
+        self, key: str, lease_ttl_ms: int, wait_s: float, *, serve_stale: bool = False
+    ) -> Leased:
         """Read ``key``; on a miss take its fill lease, or wait up to ``wait_s`` for another caller's
-        fill (see leases.py).
+        fill (see leases.py). With ``serve_stale``, an entry past its expiry but within its stale
+        grace is answered at once (``stale``), with the lease to whichever caller finds it free.
 
-        A hit on an entry whose tags were invalidated is a miss: the call looks again, telling the
-        script to take that version as missing, so it takes the lease (or waits) as for a miss.
+        A hit on an entry whose tags or namespaces were invalidated is a miss: the call looks again,
+        telling the script to take that version as missing, so it takes the lease (or waits) as for a
+        miss. A stale hit that came with the lease is a miss under that lease at once.
         """
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + wait_s
-        stale, waited = 0, False
+        outdated, waited = 0, False
         for _ in range(_STALE_ATTEMPTS):
             left = max(0.0, ends_at - loop.time())
-            answer = await self.leases.get_or_lease(key, lease_ttl_ms, left, stale_version=stale)
+            lookup = self.leases.get_or_lease(
+                key, lease_ttl_ms, left, stale_version=outdated, serve_stale=serve_stale
+            )
+            answer, generations = await self.prefixes.along([key], lookup)
             waited = waited or answer.waited
             hit = answer.hit
             if hit is None:
                 return Leased(Entry(key, False), answer.token, answer.expire_ms, waited)
-            # get_or_lease.lua's hit on a tagged entry: {1, value, version, expire_ms, tags, wake}.
-            if len(hit) < 6 or not (await self.tags.stale([hit[4]]))[0]:
-                return Leased(_entry(key, hit), waited=waited)
-            stale = int(hit[2])
+            tags = _tags_of(hit)
+            fresh = not self.prefixes.stale(key, tags, generations)  # namespaces first: no round trip
+            if fresh and (tags is None or not (await self.tags.stale([tags]))[0]):
+                entry = _entry(key, hit)
+                return Leased(entry, answer.token, answer.expire_ms, waited, stale=answer.stale)
+            if answer.token:  # the caller holds the lease: a miss it fills
+                return Leased(Entry(key, False), answer.token, answer.expire_ms, waited)
+            outdated = int(hit[2])
         return Leased(Entry(key, False), waited=waited)
 
     # -- tags --------------------------------------------------------------------------------------
@@ -320,6 +388,11 @@ class CacheStore:
         await self.tags.invalidate(distinct)
         return len(distinct)
 
+    async def invalidate_prefix(self, prefix: str) -> int:
+        """Make every entry under ``prefix`` (a namespace: PrefixRules.check) a miss (prefixes.py);
+        returns its new generation."""
+        return await self.prefixes.invalidate(prefix)
+
 
 # get.lua's code for "the value is longer than asked for: here is only its size".
 _SIZE_ONLY = 2
@@ -328,7 +401,8 @@ _MISS = (0,)
 
 
 def _tags_of(reply: Any) -> Any | None:
-    """Field t of a get.lua hit on a tagged entry (its fifth element); None for any other reply."""
+    """Field t of a get.lua (or get_or_lease.lua) hit on a tagged entry (its fifth element); None for
+    an untagged hit (Lua's false) and any other reply."""
     return reply[4] if len(reply) > 4 else None
 
 
@@ -356,7 +430,7 @@ def _reply_too_large(needed: int, limit: int) -> TooLarge:
 def _entry(key: str, reply: Any) -> Entry:
     if not int(reply[0]):
         return Entry(key, False)
-    return Entry(key, True, bytes(reply[1]), int(reply[2]), int(reply[3]))
+    return Entry(key, True, bytes(reply[1]), int(reply[2]), int(reply[3]), int(reply[5]))
 
 
 def _set_wake(reply: Any) -> Sequence[Any]:

@@ -47,6 +47,9 @@ TTL_MARGIN_MS = 3_600_000
 FLUSH_REASON = "tags invalidated"
 # Between a tag and its generation, and between pairs, in field t (keys and tags hold no newline).
 _SEP = "\n"
+# Field t also holds the generations of the key's invalidated prefixes (prefixes.py), each named by
+# this mark and the prefix: a tag holds no NUL (validation.Limits.key), so no tag is ever one of them.
+PREFIX_MARK = "\x00"
 
 
 def pack(generations: Iterable[tuple[str, int]]) -> str:
@@ -77,7 +80,9 @@ class Tags:
 
     async def for_write(self, tags: Sequence[str]) -> dict[str, int]:
         """The current generation of each of ``tags`` (distinct), for a Set to store: one pipelined
-        round trip that also creates missing tag keys and renews their TTLs."""
+        round trip that also creates missing tag keys and renews their TTLs (none for no tags)."""
+        if not tags:
+            return {}
         calls = [ScriptCall(self._generation, [self._keys.tag(t)], [self._ttl_ms]) for t in tags]
         replies = await self._redis.run_many(calls)
         return {tag: int(reply) for tag, reply in zip(tags, replies, strict=True)}
@@ -85,8 +90,10 @@ class Tags:
     async def stale(self, fields: Sequence[Any]) -> list[bool]:
         """For each tagged entry's field ``t``: whether one of its tags was invalidated since it was
         written (or its tag key is gone). One pipelined round trip for all their distinct tags."""
-        stored = [unpack(f) for f in fields]
+        stored = [[(t, g) for t, g in unpack(f) if not t.startswith(PREFIX_MARK)] for f in fields]
         distinct = list(dict.fromkeys(tag for pairs in stored for tag, _ in pairs))
+        if not distinct:  # only prefix generations (prefixes.py checks those): no round trip
+            return [False] * len(stored)
         calls = [ScriptCall(self._check, [self._keys.tag(t)], []) for t in distinct]
         current = {
             tag: None if reply is None else int(reply)
@@ -105,4 +112,4 @@ class Tags:
             await self._redis.publish(self._channel, f"{FLUSH} {FLUSH_REASON}")
 
 
-__all__ = ["FLUSH_REASON", "TTL_MARGIN_MS", "Tags", "pack", "unpack"]
+__all__ = ["FLUSH_REASON", "PREFIX_MARK", "TTL_MARGIN_MS", "Tags", "pack", "unpack"]

@@ -139,4 +139,22 @@ describe('cache', () => {
     assert.equal(status.details.ErrorInfo.metadata.max, '2592000000ms');
     assert.match(status.details.BadRequest.field_violations[0].field, /^requests\[1\]\.ttl$/);
   });
+
+  it('invalidates a key prefix and refuses one without the delimiter', async () => {
+    const ns = `${unique('ns')}:`;
+    for (const key of [`${ns}a`, `${ns}b:c`, `${ns}0:a`]) {
+      const set = await unary(coord.cache, 'Set', {key, value: Buffer.from('v'), ttl: duration(60_000)});
+      assert.equal(set.outcome, 'WRITE_OUTCOME_STORED');
+    }
+    await unary(coord.cache, 'InvalidatePrefix', {prefix: `${ns}b:`});
+    const read = async (key) => (await unary(coord.cache, 'Get', {key})).entry.found;
+    assert.deepEqual([await read(`${ns}a`), await read(`${ns}b:c`), await read(`${ns}0:a`)], [true, false, true]);
+    await unary(coord.cache, 'InvalidatePrefix', {prefix: ns});
+    assert.deepEqual([await read(`${ns}a`), await read(`${ns}0:a`)], [false, false]);
+
+    const {err, status} = await expectError(unary(coord.cache, 'InvalidatePrefix', {prefix: ns.slice(0, -1)}));
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(status.details.ErrorInfo.reason, 'INVALID_FIELD');
+    assert.deepEqual(status.details.BadRequest.field_violations.map((v) => v.field), ['prefix']);
+  });
 });

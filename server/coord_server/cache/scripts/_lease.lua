@@ -1,14 +1,15 @@
 --[[ _lease: a cache key's fill lease and the queue of GetOrLease calls waiting for its fill.
-  Included by the scripts that take the six keys of CacheKeys.all: KEYS[1] the entry hash and KEYS[2]
-  its tombstone (see set.lua), then, all under the entry's hash tag:
+  Included by the scripts that take the six keys of CacheKeys.all: KEYS[1] the entry and KEYS[2]
+  its tombstone (see _entry.lua), then, all under the entry's hash tag:
   KEYS[3] LEASE  STRING  the token of the key's current fill lease; PX = the lease's TTL
   KEYS[4] LQ     ZSET    the waiting calls, first come first served: waiter id -> ticket
   KEYS[5] LQX    ZSET    waiter id -> heartbeat deadline (Unix ms); a waiter past it is dead
   KEYS[6] LQD    HASH    waiter id -> id of the server it waits on (where its wake-up goes)
   One lease per key at most. Every key expires: the lease with its own TTL, the queue keys at their last
-  waiter's heartbeat deadline (and they go with their last waiter). A stored Set ends the lease and
-  wakes every waiter (they find the value); a Delete ends it and wakes the first one (it takes a new
-  lease). Fairness: the lease goes only to the first waiter, or to a caller when nobody waits. ]]
+  waiter's heartbeat deadline (and they go with their last waiter). A stored Set or Increment ends
+  the lease and wakes every waiter (they find the value); a Delete ends it and wakes the first one (it
+  takes a new lease). Fairness: the lease goes only to the first waiter, or to a caller when nobody
+  waits. ]]
 local LEASE, LQ, LQX, LQD = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 -- Redis time in Unix ms.
@@ -79,9 +80,9 @@ local function lease_leave(wid)
   lease_expire_queue()
 end
 
--- A write ends the key's lease: returns the waiters to wake, every one (`all`: a stored Set, they find
--- the value) or the first (a Delete: it takes a new lease). A key with neither lease nor waiter costs
--- one EXISTS.
+-- A write ends the key's lease: returns the waiters to wake, every one (`all`: a stored Set or
+-- Increment, they find the value) or the first (a Delete: it takes a new lease). A key with neither
+-- lease nor waiter costs one EXISTS.
 local function lease_end(all)
   if redis.call('EXISTS', LEASE, LQ) == 0 then
     return {}

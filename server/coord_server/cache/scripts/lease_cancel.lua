@@ -1,7 +1,7 @@
 --[[ A waiting GetOrLease gives up (its wait ended, its caller went away, or it failed): it leaves the
   queue at once. A lease that went to its token in an attempt whose answer never reached the caller
   ends too, so the next waiter need not wait for it to expire.
-  KEYS[1] entry hash   KEYS[2] tombstone hash (not read)   KEYS[3..6] lease and waiter queue (_lease.lua)
+  KEYS[1] entry   KEYS[2] tombstone (not read)   KEYS[3..6] lease and waiter queue (_lease.lua)
   ARGV[1] waiter id   ARGV[2] the call's lease token
   Returns wake: a flat list {server, waiter id} of the first waiter when it changed or the lease was
   ended (it may take the lease, or learn when the current one ends), else {}. ]]

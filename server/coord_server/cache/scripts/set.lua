@@ -1,7 +1,7 @@
 --[[ Write one cache entry under a condition, an optional fence and an optional fill lease: value,
   version and TTL together.
-  KEYS[1] entry hash  coord:<tenant>:cache:{<key>}       KEYS[2] tombstone hash  coord:<tenant>:cache:{<key>}:tomb
-  KEYS[3..6] the key's fill lease and its waiter queue (see _lease.lua)
+  KEYS[1] entry  coord:<tenant>:cache:{<key>}   KEYS[2] tombstone  coord:<tenant>:cache:{<key>}:tomb
+  (layout of both: _entry.lua)   KEYS[3..6] the key's fill lease and its waiter queue (see _lease.lua)
   ARGV[1] value   ARGV[2] ttl ms (> 0)
   ARGV[3] condition: 0 always | 1 if absent | 2 if present | 3 if version   ARGV[4] expected version (decimal)
   ARGV[5] fence lock name ('' = unfenced)   ARGV[6] fencing token (decimal, < 2^53)
@@ -10,75 +10,76 @@
   current lease (checked before anything else)
   ARGV[9] optional, the entry's tags ('' or absent = untagged): '<tag>\n<generation>' pairs joined by
   '\n' (tags hold no newline), the generations read by the server just before (tag_generation.lua).
-  Stored in field t; a stored write without tags removes the field of a tagged entry it overwrites.
+  A stored write replaces the entry's tags with these.
+  ARGV[10] optional, stale grace ms (0 or absent = none, < 2^32): the key lives this much past its
+  expiry, a stale value that only a GetOrLease serving stale values returns (get_or_lease.lua)
+  ARGV[11] optional, compute time ms (0 or absent = none, < 2^32): how long the value took to compute,
+  stored for callers that refresh early (XFetch)
   Returns {outcome, version, expire_ms, fencing_token}: outcome 1 stored | 2 already exists | 3 not found
         | 4 version mismatch | 5 fenced (a higher token for that lock was accepted before; nothing written)
         | 6 lease lost (ARGV[8] is not the current lease; nothing written). A stored write ends the
         key's lease and returns a fifth element, wake: the waiting GetOrLease calls as a flat list
         {server, waiter id, ...} (all of them: they find the value); {} when there were none.
-  Fields: v value, ver version, x expiry (Unix ms, = PEXPIREAT), f:<lock name> highest fencing token
-  accepted for that lock, t tags with their generations (tagged entries only).
-  A new version is max(Redis TIME in us, previous + 1), where "previous" is the live entry's version or the
-  tombstone's (Delete renames the entry to its tombstone): versions never repeat across delete and
-  re-create, and a re-created entry inherits the tombstone's fences. ]]
+  An entry past its expiry (kept for its stale grace) counts as absent for the condition, but, as a
+  tombstone does, still gives the previous version and the fences.
+  A new version is max(Redis TIME in us, previous + 1), where "previous" is the live (or stale) entry's
+  version or the tombstone's: versions never repeat across delete and re-create, and a re-created
+  entry inherits the tombstone's fences (highest token accepted per lock name). ]]
 -- @include _lease
-local head = redis.call('HMGET', KEYS[1], 'ver', 't')
-local cur, had_tags = head[1], head[2]
-local cond = ARGV[3]
-local t = redis.call('TIME')
-local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
-if ARGV[8] ~= '' and redis.call('GET', LEASE) ~= ARGV[8] then
-  local expire_ms = 0
-  if cur then
-    expire_ms = tonumber(redis.call('HGET', KEYS[1], 'x') or '0')
-  end
-  return {6, tonumber(cur or '0'), expire_ms, 0}
+-- @include _entry
+local value, ttl, cond, expected = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local lock, token, channel, lease = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local tags, grace, cost = ARGV[9] or '', tonumber(ARGV[10] or '0'), tonumber(ARGV[11] or '0')
+if not value or not ttl or ttl < 1 or not (cond == '0' or cond == '1' or cond == '2' or cond == '3')
+    or not expected or not lock or (lock ~= '' and not token) or not channel or not lease
+    or not grace or grace < 0 or grace >= 4294967296 or not cost or cost < 0 or cost >= 4294967296 then
+  return redis.error_reply('ERR set: needs value, ttl ms >= 1, condition 0..3, version, fence, channel, '
+    .. 'lease, grace and compute time < 2^32 ms')
 end
-if cur then
-  if cond == '1' or (cond == '3' and cur ~= ARGV[4]) then
+local now_ms, now_us = e_clock()
+local e = entry_read(KEYS[1], false)
+local live = e and not entry_stale(e, now_ms)
+local function current()
+  if live then return e.ver, e.x end
+  return 0, 0
+end
+if lease ~= '' and redis.call('GET', LEASE) ~= lease then
+  local ver, x = current()
+  return {6, ver, x, 0}
+end
+if live then
+  if cond == '1' or (cond == '3' and string.format('%.0f', e.ver) ~= expected) then
     local outcome = 2
     if cond == '3' then outcome = 4 end
-    return {outcome, tonumber(cur), tonumber(redis.call('HGET', KEYS[1], 'x') or '0'), 0}
+    return {outcome, e.ver, e.x, 0}
   end
 elseif cond == '2' or cond == '3' then
   return {3, 0, 0, 0}
 end
-local fence_field = nil
-local token = 0
-if ARGV[5] ~= '' then
-  fence_field = 'f:' .. ARGV[5]
-  token = tonumber(ARGV[6])
-  local holder = KEYS[1]
-  if not cur then holder = KEYS[2] end
-  local seen = tonumber(redis.call('HGET', holder, fence_field) or '0')
+-- The version floor and the fences: the entry's (live or stale), else the tombstone's.
+local prev, tomb = e, nil
+if not e then
+  tomb = entry_read(KEYS[2], false)
+  prev = tomb
+end
+local fences = prev and prev.fences
+if lock ~= '' then
+  local seen = fence_of(fences, lock)
   if seen > token then
-    local expire_ms = 0
-    if cur then expire_ms = tonumber(redis.call('HGET', KEYS[1], 'x') or '0') end
-    return {5, tonumber(cur or '0'), expire_ms, seen}
+    local ver, x = current()
+    return {5, ver, x, seen}
   end
-end
-local prev = cur
-if not cur and redis.call('EXISTS', KEYS[2]) == 1 then
-  prev = redis.call('HGET', KEYS[2], 'ver')
-  redis.call('RENAME', KEYS[2], KEYS[1])  -- keeps the fences; value and TTL are set below
-end
-local ver = math.max(t[1] * 1000000 + t[2], tonumber(prev or '0') + 1)
-local expire_ms = now_ms + tonumber(ARGV[2])
-local tags = ARGV[9] or ''
-if tags ~= '' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%.0f', ver), 'x', string.format('%.0f', expire_ms),
-    't', tags)
+  fences = fence_set(fences, lock, ARGV[6])
 else
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%.0f', ver), 'x', string.format('%.0f', expire_ms))
-  if had_tags then  -- a tombstone never has tags (delete.lua drops them): only a live entry can
-    redis.call('HDEL', KEYS[1], 't')
-  end
+  token = 0
 end
-if fence_field then
-  redis.call('HSET', KEYS[1], fence_field, ARGV[6])
+local ver = math.max(now_us, (prev and prev.ver or 0) + 1)
+local new = {ver = ver, x = now_ms + ttl, grace = grace, cost = cost, fences = fences, tags = tags}
+entry_write(KEYS[1], new, value)
+if tomb then
+  redis.call('DEL', KEYS[2])
 end
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_ms))
-if ARGV[7] ~= '' then  -- in the script: in order with every other write to this key
-  redis.call('PUBLISH', ARGV[7], string.format('%.0f', ver) .. ' ' .. KEYS[1])
+if channel ~= '' then  -- in the script: in order with every other write to this key
+  redis.call('PUBLISH', channel, string.format('%.0f', ver) .. ' ' .. KEYS[1])
 end
-return {1, ver, expire_ms, token, lease_end(true)}
+return {1, ver, new.x, token, lease_end(true)}
