@@ -207,6 +207,13 @@ def stream_rpc(method: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Res
     return wrapper
 
 
+# Only a failure of the server's own side (Redis unreachable or not serving) is a WARNING. What a
+# caller caused (a deadline too short for the call, DEADLINE_TOO_SHORT; a bad argument, a missing
+# key, a refused permission or credential...) is DEBUG: at WARNING, any client could write one line
+# per call into the server log. They are counted without logging by grpc_server_handled_total, per
+# method and status code (metrics/families.py), which is where an operator sees them. A Redis slower
+# than COORD_REDIS_TIMEOUT is still a WARNING (UNAVAILABLE) for every call with a longer deadline.
+_WARNED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 # Reasons every call shares while Redis is away: logged once, then folded (logs.OutageFilter).
 _FOLDED_REASONS = frozenset({"BACKEND_UNAVAILABLE", "BACKEND_OUT_OF_MEMORY"})
 
@@ -216,11 +223,7 @@ def _log_error(name: str, error: CoordError) -> None:
     if isinstance(error, ShuttingDown):
         log.debug("%s: ended by the shutdown", name)  # the app logs how many streams it ended
         return
-    level = (
-        logging.WARNING
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-        else logging.DEBUG
-    )
+    level = logging.WARNING if code in _WARNED_CODES else logging.DEBUG
     if not log.isEnabledFor(level):
         return
     extra = {"method": name, "code": code.name, "reason": error.reason, "tenant": tenancy.bound()}

@@ -1,36 +1,13 @@
-"""Conversions between well-known protobuf types and plain Python values, with field-named errors."""
+"""Conversions between well-known protobuf types and plain Python values.
+
+A Duration a request gives is read and checked by ``validation.duration_within`` (``ttl_within`` for
+a TTL), which names the field and the range in its errors."""
 
 from __future__ import annotations
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from .errors import invalid
-
 _NANOS_PER_MS = 1_000_000
-
-
-def duration_ms(field: str, value: duration_pb2.Duration) -> int:
-    """A Duration as whole milliseconds; 0 when unset or zero. Negative or malformed values are refused."""
-    if value.seconds < 0 or value.nanos < 0:
-        raise invalid(field, "must not be negative")
-    if value.nanos >= 1_000_000_000:
-        raise invalid(field, "nanos must be below 1e9")
-    nanos = value.seconds * 1_000_000_000 + value.nanos
-    millis = nanos // _NANOS_PER_MS
-    if nanos and not millis:
-        raise invalid(field, "must be at least 1 ms", reason="TTL_OUT_OF_RANGE")
-    return millis
-
-
-def whole_ms(field: str, value: duration_pb2.Duration) -> int:
-    """:func:`duration_ms` for a Duration that must be a whole number of milliseconds (a rate limit
-    period): a finer one is refused, naming the field, rather than truncated to a different value."""
-    millis = duration_ms(field, value)
-    fraction = value.nanos % _NANOS_PER_MS
-    if fraction:
-        digits = f"{fraction:06d}".rstrip("0")
-        raise invalid(field, f"must be a whole number of milliseconds (got {millis}.{digits} ms)")
-    return millis
 
 
 def timestamp_ms(millis: int) -> timestamp_pb2.Timestamp | None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from . import (
     _streams,
@@ -31,6 +30,7 @@ from . import (
     lock,
     metrics,
     ratelimit,
+    reflection,
     session,
     tracing,
 )
@@ -145,13 +145,8 @@ def build_server(
     # Registered as Coord's own services are, so that a request they cannot decode is an
     # INVALID_ARGUMENT there too (grpc's add_…_to_server would answer UNKNOWN and log an error).
     add_service(server, monitor.servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
-    if auth.serves_reflection(settings):
-        described = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        add_service(
-            server,
-            reflection.aio.ReflectionServicer(described),  # type: ignore[attr-defined]  # exported at run time
-            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
-        )
+    if auth.serves_reflection(settings):  # as grpc.reflection.v1 and v1alpha (reflection.py)
+        reflection.add_to_server(server, [*names, health.SERVICE_NAME])
     return BuiltServer(server, monitor, policies, guard, envoy=envoy_limits)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Settings
+from google.protobuf import duration_pb2
+
+from .config import Settings, format_duration
 from .errors import FieldViolation, InvalidArgument, TooLarge, invalid
 
 
@@ -59,19 +61,82 @@ class Limits:
             description = f"holds {count} items; the limit is {self.max_batch}"
             raise _over_limit(field, description, "BATCH_TOO_LARGE", count, self.max_batch)
 
-    def ttl_ms(self, field: str, millis: int | None) -> int:
-        """A TTL in ms: None or 0 means the default; otherwise it must lie within the bounds."""
-        if not millis:
-            return self.default_ttl_ms
-        if not self.min_ttl_ms <= millis <= self.max_ttl_ms:
-            raise invalid(
-                field,
-                f"must be between {self.min_ttl_ms} ms and {self.max_ttl_ms} ms (got {millis} ms)",
-                reason="TTL_OUT_OF_RANGE",
-                min=f"{self.min_ttl_ms}ms",
-                max=f"{self.max_ttl_ms}ms",
-            )
-        return millis
+    def ttl(self, field: str, value: duration_pb2.Duration, *, unset_ms: int | None = None) -> int:
+        """A request's TTL in ms, within COORD_MIN_TTL..COORD_MAX_TTL (see :func:`ttl_within`).
+        Unset or zero means ``unset_ms``: the server's default TTL unless the caller gives another
+        (a service's own default, or 0 for "keep the current one")."""
+        unset = self.default_ttl_ms if unset_ms is None else unset_ms
+        return ttl_within(field, value, self.min_ttl_ms, self.max_ttl_ms, unset_ms=unset)
+
+
+def ttl_within(
+    field: str, value: duration_pb2.Duration, min_ms: int, max_ms: int, *, unset_ms: int | None = None
+) -> int:
+    """The check of every TTL and lease a request gives (errors.proto, TTL_OUT_OF_RANGE): a negative
+    one, one shorter than ``min_ms`` and one longer than ``max_ms`` are all INVALID_ARGUMENT with
+    reason TTL_OUT_OF_RANGE, ErrorInfo metadata ``field``, ``min`` and ``max``, and a field violation
+    naming ``field``. Unset or zero means ``unset_ms``; without one, zero must lie in the range too."""
+    return duration_within(field, value, min_ms, max_ms, unset_ms=unset_ms, reason="TTL_OUT_OF_RANGE")
+
+
+def duration_within(
+    field: str,
+    value: duration_pb2.Duration,
+    min_ms: int,
+    max_ms: int,
+    *,
+    unset_ms: int | None = None,
+    reason: str = "INVALID_FIELD",
+    whole: bool = False,
+) -> int:
+    """A Duration field as whole milliseconds (finer precision dropped), within ``min_ms``..``max_ms``.
+
+    The one duration check: TTLs go through :func:`ttl_within`; the durations that are not TTLs
+    (waits, timeouts, intervals, rate limit periods) call this directly and keep reason
+    INVALID_FIELD. Unset or zero means ``unset_ms`` when given. Otherwise a negative value, a
+    non-zero one below 1 ms (it would truncate to zero, which means something else) and one outside
+    the range are refused with ``reason``, metadata ``field``, ``min`` and ``max`` (whole
+    milliseconds, ``2592000000ms``: one unit a program parses without a table of suffixes) and a
+    message saying the range and the value given (there in the settings' syntax: ``1ms``, ``30d``).
+    ``whole`` also refuses a value that is not a whole number of milliseconds (a rate limit period,
+    which must not be rounded to another rate). A malformed Duration is INVALID_FIELD.
+    """
+    seconds, nanos = value.seconds, value.nanos
+    if not seconds and not nanos and unset_ms is not None:
+        return unset_ms
+    if not -_NANOS_PER_SECOND < nanos < _NANOS_PER_SECOND or (seconds < 0 < nanos or nanos < 0 < seconds):
+        raise invalid(field, "is not a valid Duration (nanos within ±999999999, with the sign of seconds)")
+    total = seconds * _NANOS_PER_SECOND + nanos
+    millis = total // _NANOS_PER_MS
+    if total < 0 or (total and not millis) or not min_ms <= millis <= max_ms:
+        raise _out_of_range(field, total, min_ms, max_ms, reason)
+    if whole and total % _NANOS_PER_MS:
+        raise invalid(field, f"must be a whole number of milliseconds (got {_shown(total)})")
+    return millis
+
+
+_NANOS_PER_MS = 1_000_000
+_NANOS_PER_SECOND = 1_000_000_000
+
+
+def _out_of_range(field: str, nanos: int, min_ms: int, max_ms: int, reason: str) -> InvalidArgument:
+    low, high = format_duration(min_ms / 1000), format_duration(max_ms / 1000)
+    if min_ms == 0 and 0 < nanos < _NANOS_PER_MS:
+        rule = f"must be 0 or lie between 1ms and {high}"
+    else:
+        rule = f"must lie between {low} and {high}"
+    return invalid(
+        field, f"{rule} (got {_shown(nanos)})", reason=reason, min=f"{min_ms}ms", max=f"{max_ms}ms"
+    )
+
+
+def _shown(nanos: int) -> str:
+    """A duration a request gave, for a message: ``-1s``, ``30d``, ``0.5ms``."""
+    sign = "-" if nanos < 0 else ""
+    size = abs(nanos)
+    if size % _NANOS_PER_MS:
+        return f"{sign}{size / _NANOS_PER_MS:.6f}".rstrip("0") + "ms"
+    return sign + format_duration(size / _NANOS_PER_SECOND)
 
 
 def _over_limit(field: str, description: str, reason: str, actual: int, limit: int) -> InvalidArgument:
@@ -80,4 +145,4 @@ def _over_limit(field: str, description: str, reason: str, actual: int, limit: i
     return invalid(field, description, reason=reason, limit=str(limit), actual=str(actual))
 
 
-__all__ = ["InvalidArgument", "Limits"]
+__all__ = ["InvalidArgument", "Limits", "duration_within", "ttl_within"]

@@ -355,7 +355,8 @@ INVALID: list[tuple[str, Callable[[Stub], Any], str, str]] = [
     ("bad policy", lambda s: s.Add(pb.SetServiceAddRequest(name="s", members=["a"],
                                                            options=cpb.WriteOptions(ttl_policy=7))),  # type: ignore[arg-type]
      "options.ttl_policy", "INVALID_FIELD"),
-    ("touch ttl", lambda s: s.Touch(pb.SetServiceTouchRequest(name="s", ttl=ms(-5))), "ttl", "INVALID_FIELD"),
+    ("touch ttl", lambda s: s.Touch(pb.SetServiceTouchRequest(name="s", ttl=ms(-5))), "ttl",
+     "TTL_OUT_OF_RANGE"),
 ]  # fmt: skip
 
 

@@ -4,7 +4,7 @@ import grpc
 
 from coord.events.v1 import events_pb2
 
-from .helpers import LATEST, Consumer, ms, publish, publish_many, subscribe
+from .helpers import EARLIEST, LATEST, Consumer, Requests, Stream, ms, publish, publish_many, subscribe
 
 
 def test_credits_bound_deliveries_and_ack_settles(stub):
@@ -178,3 +178,31 @@ def test_consume_ends_when_its_group_disappears(stub, coord):
 
     assert error_info(error).reason == "EVENTS_GROUP_NOT_FOUND"
     consumer.close()
+
+
+def test_a_half_close_ends_the_stream_with_ok_once_its_acks_are_applied(stub):
+    """events.proto: when the client half-closes, the server applies every action it received, ends
+    the stream with OK and hands the events still unacknowledged back to the group at once.
+
+    No time is measured. The consumer has no credit left and an ack timeout of an hour, so nothing
+    but the half-close can end its stream (no sweep runs without credit, no event is due for
+    redelivery): a server that missed it would hold the stream until the call's own deadline, which
+    would end it with DEADLINE_EXCEEDED, not OK."""
+    ids = publish_many(stub, "halfclose", [b"a", b"b"])
+    requests = Requests()
+    start = events_pb2.ConsumeStart(
+        topic="halfclose", group="g", group_start=EARLIEST, initial_credits=2, ack_timeout=ms(3_600_000)
+    )
+    requests.send(events_pb2.ConsumeRequest(start=start))
+    stream = Stream(stub.Consume(iter(requests), timeout=20))
+    assert [e.id for e in stream.events(2)] == ids  # every credit used
+    requests.send(events_pb2.ConsumeRequest(ack=events_pb2.ConsumeAck(ids=[ids[0]])))
+    requests.close()  # the half-close, right behind the ack
+    assert stream.done.wait(30)
+    assert stream.error is None, stream.error  # ended by the server, with OK
+    group = stub.GetTopic(events_pb2.GetTopicRequest(topic="halfclose")).topic.groups[0]
+    assert group.pending == 1  # the ack sent before the half-close was applied; the other is pending
+    second = Consumer(stub, "halfclose", "g", initial_credits=1, ack_timeout=ms(3_600_000))
+    (again,) = second.events(1)  # handed back at once, not after the hour
+    assert (again.id, again.delivery_count) == (ids[1], 2)
+    second.close()

@@ -202,7 +202,7 @@ def test_a_period_that_is_not_whole_milliseconds_says_what_it_got(coord_single):
         rl.one("k", pb.Rule(limit=5, period=dur(0.001999999)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "whole number of milliseconds" in caught.value.details()
-    assert "1.999999 ms" in caught.value.details()
+    assert "1.999999ms" in caught.value.details()
     # Within a CheckBatch the one check fails, naming the field; the others are decided.
     reply = rl.stub.CheckBatch(
         pb.CheckBatchRequest(

@@ -161,7 +161,12 @@ def test_reflection_is_off_when_auth_is_on_unless_enabled(
     for setting, served in (("auto", False), ("off", False), ("on", True)):
         server = start_coord(redis_single.url, auth_file=str(path), reflection=setting)
         assert _reflected_services(server.target) == (
-            {CACHE_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+            {
+                CACHE_SERVICE,
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            }
             if served
             else None
         ), setting

@@ -10,16 +10,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.election.v1 import election_pb2_grpc
 from coord_server.config import ConfigError, Settings
 from coord_server.logs import FOLD_KEY, JsonFormatter, OutageFilter, configure
 
 from ..conftest import CoordThread, RedisProcess, free_port, wait_for
+from ..election._util import CampaignStream
+from ..events.helpers import error_info
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:
@@ -169,3 +173,43 @@ def test_without_the_setting_there_is_no_access_log(
 
 def _access(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "coord_server.access"]
+
+
+def test_calls_a_client_dooms_write_no_warning(
+    redis_single: RedisProcess,
+    start_coord: Callable[..., CoordThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fifty Campaigns for a name that stays led, each with a deadline too short to be elected: the
+    server ends each one itself just before its deadline (DEADLINE_EXCEEDED, DEADLINE_TOO_SHORT), and
+    fifty requests are refused as invalid. What a client causes is logged at DEBUG, never WARNING."""
+    server = start_coord(redis_single.url)
+    caplog.set_level(logging.DEBUG, logger="coord_server.rpc")
+    with grpc.insecure_channel(server.target) as channel:
+        stub = election_pb2_grpc.ElectionServiceStub(channel)
+        leader = CampaignStream(stub, timeout=60)
+        leader.elected("busy", ttl=30)
+
+        def contend(_: int) -> grpc.RpcError:
+            contender = CampaignStream(stub, timeout=1.0)
+            contender.join("busy")
+            with pytest.raises(grpc.RpcError) as caught:
+                while True:
+                    assert contender.next().WhichOneof("kind") == "queued"
+            return caught.value
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            errors = list(pool.map(contend, range(50)))
+        leader.cut()
+        cache = cache_pb2_grpc.CacheServiceStub(channel)
+        for _ in range(50):
+            with pytest.raises(grpc.RpcError):
+                cache.Get(cache_pb2.GetRequest(key=""), timeout=10)
+    assert {e.code() for e in errors} == {grpc.StatusCode.DEADLINE_EXCEEDED}
+    # The server's own answer carries the reason (the client's deadline may win a race: none).
+    told = [e for e in errors if e.trailing_metadata() and error_info(e).reason == "DEADLINE_TOO_SHORT"]
+    records = [r for r in caplog.records if r.name == "coord_server.rpc"]
+    doomed = [r for r in records if getattr(r, "reason", "") == "DEADLINE_TOO_SHORT"]
+    invalid = [r for r in records if getattr(r, "reason", "") == "INVALID_FIELD"]
+    assert len(doomed) >= max(1, len(told)) and len(invalid) == 50  # logged, each of them...
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []  # ...at DEBUG

@@ -26,6 +26,7 @@ from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 from coord.ratelimit.v1 import ratelimit_pb2
 from coord.session.v1 import session_pb2
 from coord_server._decoding import REASON
+from coord_server.reflection import v1_file
 
 from ..conftest import CoordThread, CoordUnderTest, RedisProcess
 from ..security.authkit import Refusal, api_key, bearer, new_key, refusal, write_auth
@@ -42,6 +43,7 @@ SERVICES: list[ServiceDescriptor] = [
     sorted_set_pb2.DESCRIPTOR.services_by_name["SortedSetService"],
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+    v1_file().services_by_name["ServerReflection"],  # grpc.reflection.v1
 ]
 METHODS = [(s, m) for s in SERVICES for m in s.methods]
 

@@ -27,7 +27,7 @@ CASES = [
         "Create",
         pb.CreateRequest(idle_timeout=duration_pb2.Duration(seconds=-1)),
         "idle_timeout",
-        "INVALID_FIELD",
+        "TTL_OUT_OF_RANGE",
     ),
     ("Create", pb.CreateRequest(idle_timeout=ms(31 * 86400 * 1000)), "idle_timeout", "TTL_OUT_OF_RANGE"),
     (
@@ -106,7 +106,7 @@ CASES = [
         "INVALID_FIELD",
     ),
     ("Update", pb.UpdateRequest(token=GOOD_TOKEN, remove=[""]), "remove[0]", "INVALID_FIELD"),
-    ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(-1)), "grace", "INVALID_FIELD"),
+    ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(-1)), "grace", "TTL_OUT_OF_RANGE"),
     ("Rotate", pb.RotateRequest(token=GOOD_TOKEN, grace=ms(301_000)), "grace", "TTL_OUT_OF_RANGE"),
     ("Rotate", pb.RotateRequest(token="cs1_short"), "token", "SESSION_TOKEN_MALFORMED"),
     ("Revoke", pb.RevokeRequest(), "target", "INVALID_FIELD"),

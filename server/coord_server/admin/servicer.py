@@ -10,8 +10,9 @@ import grpc
 from coord.admin.v1 import admin_pb2, admin_pb2_grpc
 
 from .._grpc import rpc
-from .._proto import duration_ms, duration_of_ms
+from .._proto import duration_of_ms
 from ..errors import invalid
+from ..validation import duration_within
 from .stats import (
     MODE_CLUSTER,
     MODE_EMBEDDED,
@@ -53,9 +54,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @rpc
     async def GetStats(self, request: admin_pb2.GetStatsRequest, context: Ctx) -> admin_pb2.GetStatsResponse:
-        budget_ms = duration_ms("scan_budget", request.scan_budget) or DEFAULT_SCAN_BUDGET_MS
-        if budget_ms > MAX_SCAN_BUDGET_MS:
-            raise invalid("scan_budget", f"must be at most {MAX_SCAN_BUDGET_MS // 1000}s")
+        budget_ms = duration_within(
+            "scan_budget", request.scan_budget, 1, MAX_SCAN_BUDGET_MS, unset_ms=DEFAULT_SCAN_BUDGET_MS
+        )
         sample = request.sample_size or DEFAULT_SAMPLE
         if sample > MAX_SAMPLE:
             raise invalid("sample_size", f"must be at most {MAX_SAMPLE}")

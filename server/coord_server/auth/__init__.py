@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grpc_health.v1 import health
-from grpc_reflection.v1alpha import reflection
 
 from ..config import Settings
+from ..reflection import SERVICE_NAMES as REFLECTION_SERVICES
 from .authenticator import Authenticator
 from .identity import Identity, Limits
 from .interceptor import UNAUTHENTICATED_MESSAGE, AuthInterceptor
@@ -31,7 +31,7 @@ from .keys import AuthFileError, parse_auth_file
 from .limits import TenantLimiter
 
 #: Services every caller may use without credentials.
-OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+OPEN_SERVICES = frozenset({health.SERVICE_NAME, *REFLECTION_SERVICES})  # reflection: v1 and v1alpha
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from google.protobuf import duration_pb2
 
 from coord.collections.v1 import collection_pb2
 
-from .._proto import duration_ms, timestamp_fields_ms
+from .._proto import timestamp_fields_ms
 from ..errors import invalid
 from ..validation import Limits
 from .common import State, Write
@@ -37,7 +37,7 @@ def name_of(limits: Limits, name: str) -> str:
 
 def write_of(limits: Limits, options: collection_pb2.WriteOptions) -> Write:
     """A request's WriteOptions (the ``options`` field), validated."""
-    ttl = limits.ttl_ms("options.ttl", duration_ms("options.ttl", options.ttl))
+    ttl = limits.ttl("options.ttl", options.ttl)
     if options.ttl_policy not in _POLICIES:
         raise invalid("options.ttl_policy", f"unknown TtlPolicy {options.ttl_policy}")
     return Write(ttl, options.ttl_policy == _KEEP, options.if_version)
@@ -45,7 +45,7 @@ def write_of(limits: Limits, options: collection_pb2.WriteOptions) -> Write:
 
 def ttl_of(limits: Limits, field: str, ttl: duration_pb2.Duration) -> int:
     """A Touch's TTL in ms: unset or zero for the default."""
-    return limits.ttl_ms(field, duration_ms(field, ttl))
+    return limits.ttl(field, ttl)
 
 
 def count_of(limits: Limits, field: str, count: int) -> int:

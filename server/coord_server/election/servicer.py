@@ -20,7 +20,7 @@ import grpc
 from coord.election.v1 import election_pb2, election_pb2_grpc
 
 from .._grpc import rpc, stream_rpc
-from .._proto import duration_ms, duration_of_ms, timestamp_ms
+from .._proto import duration_of_ms, timestamp_ms
 from ..errors import CoordError, DeadlineExceeded, invalid
 from ..events.topics import parse_id
 from ..lock import hold
@@ -121,16 +121,16 @@ class ElectionServicer(election_pb2_grpc.ElectionServiceServicer):
         if kind == "join":
             return hold.Refused(invalid("join", "only the first message of a Campaign stream may be join"))
         try:
-            ttl_ms = duration_ms("keep_alive.ttl", message.keep_alive.ttl)
-            return hold.Heartbeat(self._limits.common.ttl_ms("keep_alive.ttl", ttl_ms) if ttl_ms else 0)
+            # Unset or zero: 0, which keeps the TTL of the join message.
+            ttl_ms = self._limits.common.ttl("keep_alive.ttl", message.keep_alive.ttl, unset_ms=0)
+            return hold.Heartbeat(ttl_ms)
         except CoordError as error:
             return hold.Refused(error)
 
     def _candidacy(self, join: election_pb2.CampaignJoin) -> Candidacy:
         name = self._limits.common.key("join.name", join.name)
         value = self._limits.common.value("join.value", join.value)
-        ttl_ms = duration_ms("join.ttl", join.ttl)
-        ttl_ms = self._limits.common.ttl_ms("join.ttl", ttl_ms) if ttl_ms else self._limits.default_ttl_ms
+        ttl_ms = self._limits.common.ttl("join.ttl", join.ttl, unset_ms=self._limits.default_ttl_ms)
         return Candidacy(name, Mode.EXCLUSIVE, 0, ttl_ms, value=value)
 
     # -- unary RPCs --------------------------------------------------------------------------------

@@ -117,7 +117,9 @@ class ConsumerSession:
         self._wake.set()
 
     def finish(self) -> None:
-        """The client half-closed: end the stream once the actions it sent are applied."""
+        """The client half-closed, after the actions it sent were applied (the reader calls this once
+        its last one is): the stream ends at once, with OK. Called from the reader task, it wakes
+        :meth:`deliveries` wherever it waits (even with no credit, when no sweep timer runs)."""
         self._finished = True
         self._wake.set()
 
@@ -139,7 +141,8 @@ class ConsumerSession:
     # -- deliveries --------------------------------------------------------------------------------
 
     async def deliveries(self) -> AsyncIterator[EventsFrame | DeadLetteredFrame | GapFrame]:
-        """Frames to send, forever; raises the error that ends the stream."""
+        """Frames to send until the client half-closes (then it returns: the stream ends with OK);
+        raises the error that ends the stream."""
         s = self.spec
         while True:
             if self._error is not None:
@@ -174,8 +177,12 @@ class ConsumerSession:
                     yield GapFrame(s.topic, read.last_delivered, loss.first_available, None)
                 delivered += read.events
             if delivered:
-                self.credit -= len(delivered)
                 self._held.update(e.id for e in delivered)
+                if self._finished:
+                    # The client half-closed while they were read: it can settle nothing more, so the
+                    # stream ends now and close() hands them back to the group at once.
+                    return
+                self.credit -= len(delivered)
                 for chunk in chunk_events(delivered):  # claimed plus read: may exceed one reply's caps
                     yield EventsFrame(chunk)
                 continue

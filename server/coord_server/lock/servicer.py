@@ -14,10 +14,10 @@ from google.protobuf import duration_pb2
 from coord.lock.v1 import lock_pb2, lock_pb2_grpc
 
 from .._grpc import rpc
-from .._proto import duration_ms, duration_of_ms, timestamp_ms
+from .._proto import duration_of_ms, timestamp_ms
 from ..errors import CoordError, invalid
 from ..tenancy import PerTenant
-from ..validation import Limits
+from ..validation import Limits, duration_within
 from . import hold
 from .store import AcquireResult, Grant, Holder, LockRequest, LockStore, Mode, ReleaseOutcome
 
@@ -135,8 +135,8 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         if kind == "acquire":
             return hold.Refused(invalid("acquire", "only the first message of a Hold stream may be acquire"))
         try:
-            beat_ms = duration_ms("heartbeat.ttl", message.heartbeat.ttl)
-            return hold.Heartbeat(self._limits.common.ttl_ms("heartbeat.ttl", beat_ms) if beat_ms else 0)
+            # Unset or zero: 0, which keeps the TTL of the acquire message.
+            return hold.Heartbeat(self._limits.common.ttl("heartbeat.ttl", message.heartbeat.ttl, unset_ms=0))
         except CoordError as error:
             return hold.Refused(error)
 
@@ -157,11 +157,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
             if mode is Mode.EXCLUSIVE:
                 limit = 0
         ttl = self._ttl_ms(prefix + "ttl", request.ttl)
-        wait_ms = duration_ms(prefix + "wait", request.wait)
-        if wait_ms > self._limits.common.max_ttl_ms:
-            raise invalid(
-                prefix + "wait", f"must be at most {self._limits.common.max_ttl_ms} ms (got {wait_ms} ms)"
-            )
+        wait_ms = duration_within(prefix + "wait", request.wait, 0, self._limits.common.max_ttl_ms)
         owner = request.owner
         if len(owner.encode("utf-8", "surrogatepass")) > MAX_OWNER_BYTES:
             raise invalid(prefix + "owner", f"must be at most {MAX_OWNER_BYTES} bytes")
@@ -170,8 +166,7 @@ class LockServicer(lock_pb2_grpc.LockServiceServicer):
         return LockRequest(name, mode, limit, ttl, owner), wait_ms / 1000
 
     def _ttl_ms(self, field: str, value: duration_pb2.Duration) -> int:
-        millis = duration_ms(field, value)
-        return self._limits.common.ttl_ms(field, millis) if millis else self._limits.default_ttl_ms
+        return self._limits.common.ttl(field, value, unset_ms=self._limits.default_ttl_ms)
 
 
 def _token(field: str, token: str) -> str:

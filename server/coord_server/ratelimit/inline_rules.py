@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from coord.ratelimit.v1 import ratelimit_pb2
 
-from .._proto import whole_ms
-from .rules import Rule, make_rule
+from ..validation import duration_within
+from .rules import MAX_PERIOD_MS, MIN_PERIOD_MS, Rule, make_rule
 
 # A rule's identity: every field of the message that validation reads.
 _Fields = tuple[int, int, int, int, int, int, str]
@@ -36,7 +36,9 @@ class InlineRules:
                 prefix,
                 algorithm=int(r.algorithm),
                 limit=r.limit,
-                period_ms=whole_ms(prefix + "period", period),
+                period_ms=duration_within(
+                    prefix + "period", period, MIN_PERIOD_MS, MAX_PERIOD_MS, whole=True
+                ),
                 burst=r.burst,
                 on_backend_error=int(r.on_backend_error),
                 name=r.name,

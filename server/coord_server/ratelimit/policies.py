@@ -128,7 +128,7 @@ def _whole_ms(seconds: float) -> int:
     millis = seconds * 1000
     whole = round(millis)
     if not math.isclose(millis, whole, rel_tol=1e-12, abs_tol=1e-9):
-        raise ConfigError(f"period: must be a whole number of milliseconds (got {millis:.9g} ms)")
+        raise ConfigError(f"period: must be a whole number of milliseconds (got {millis:.9g}ms)")
     return whole
 
 

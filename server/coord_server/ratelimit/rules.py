@@ -8,6 +8,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from ..config import format_duration
 from ..errors import invalid
 
 MAX_LOG_LIMIT = 1000  # a sliding log stores one entry per unit: about 120 bytes each
@@ -92,7 +93,8 @@ def make_rule(
     if on_backend_error not in set(FailureMode):
         raise invalid(prefix + "on_backend_error", f"{on_backend_error} is not a known failure mode")
     if not MIN_PERIOD_MS <= period_ms <= MAX_PERIOD_MS:
-        raise invalid(prefix + "period", f"must be between 1 ms and 366 days (got {period_ms} ms)")
+        low, high, got = (format_duration(ms / 1000) for ms in (MIN_PERIOD_MS, MAX_PERIOD_MS, period_ms))
+        raise invalid(prefix + "period", f"must lie between {low} and {high} (got {got})", min=low, max=high)
     if limit < 1:
         raise invalid(prefix + "limit", f"must be at least 1 (got {limit})")
     if limit > MAX_LIMIT:

@@ -14,12 +14,12 @@ from coord.common.v1 import errors_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 from .._grpc import answer_each, item_status, rpc, stream_rpc
-from .._proto import duration_fields_ms, duration_ms, timestamp_fields_ms
+from .._proto import duration_fields_ms, timestamp_fields_ms
 from ..errors import invalid
 from ..metrics.services import RateLimitDecisions
 from ..redis import deadline
 from ..tenancy import PerTenant
-from ..validation import Limits
+from ..validation import Limits, duration_within
 from . import headers
 from .inline_rules import InlineRules
 from .policies import PolicyRegistry
@@ -99,10 +99,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self._limits.batch("checks", len(request.checks))
         timeout = None
         if request.HasField("timeout"):
-            millis = duration_ms("timeout", request.timeout)
-            if not 0 < millis <= MAX_BATCH_TIMEOUT_MS:
-                raise invalid("timeout", f"must be 1 ms to 1 hour (got {millis} ms)")
-            timeout = millis / 1000
+            timeout = duration_within("timeout", request.timeout, 1, MAX_BATCH_TIMEOUT_MS) / 1000
         with deadline.narrowed(timeout):  # the batch's own timeout, within the stream's deadline
             results = await self._decide_batch(request.checks)
         return ratelimit_pb2.CheckBatchStreamResponse(batch_id=request.batch_id, results=results)

@@ -17,12 +17,12 @@ import grpc
 from coord.session.v1 import session_pb2, session_pb2_grpc
 
 from .._grpc import rpc
-from .._proto import duration_ms, timestamp_ms
+from .._proto import timestamp_ms
 from ..config import Settings
 from ..errors import invalid
 from ..metrics.services import SessionCounts
 from ..tenancy import PerTenant
-from ..validation import Limits
+from ..validation import Limits, ttl_within
 from .store import (
     AttributeChanges,
     ClientInfo,
@@ -82,17 +82,16 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def Create(self, request: session_pb2.CreateRequest, context: Ctx) -> session_pb2.CreateResponse:
         subject = self._limits.key("subject", request.subject) if request.subject else ""
         attributes = self._attributes("attributes", request.attributes)
-        idle = self._timeout("idle_timeout", request.idle_timeout, self._session.default_idle_ms)
-        absolute = duration_ms("absolute_timeout", request.absolute_timeout)
-        if absolute:
-            absolute = self._limits.ttl_ms("absolute_timeout", absolute)
-            if absolute < idle:
-                raise invalid(
-                    "absolute_timeout",
-                    f"must not be shorter than idle_timeout ({absolute} ms < {idle} ms)",
-                )
-        else:
+        idle = self._limits.ttl("idle_timeout", request.idle_timeout, unset_ms=self._session.default_idle_ms)
+        # Unset: the default, raised to the idle timeout; given: it must not be shorter than that.
+        absolute = self._limits.ttl("absolute_timeout", request.absolute_timeout, unset_ms=0)
+        if not absolute:
             absolute = max(self._session.default_absolute_ms, idle)
+        elif absolute < idle:
+            raise invalid(
+                "absolute_timeout",
+                f"must not be shorter than idle_timeout ({absolute} ms < {idle} ms)",
+            )
         max_sessions = request.max_sessions
         if max_sessions > self._session.max_per_subject:
             raise invalid(
@@ -163,15 +162,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         grace = self._session.default_grace_ms
         if request.HasField("grace"):
             # Zero is a hard cut: the old token stops at once (rotation after login, against fixation).
-            grace = duration_ms("grace", request.grace)
-            if grace > self._session.max_grace_ms:
-                raise invalid(
-                    "grace",
-                    f"must be at most {self._session.max_grace_ms} ms (got {grace} ms)",
-                    reason="TTL_OUT_OF_RANGE",
-                    min="0ms",
-                    max=f"{self._session.max_grace_ms}ms",
-                )
+            grace = ttl_within("grace", request.grace, 0, self._session.max_grace_ms)
         result = await self._stores.get().rotate(token, grace)
         if isinstance(result, Invalid):
             return session_pb2.RotateResponse(invalid=_invalid_pb(result))
@@ -226,10 +217,6 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         return session_pb2.RevokeAllResponse(revoked_count=count)
 
     # -- request checks ----------------------------------------------------------------------------
-
-    def _timeout(self, field_path: str, value: Any, default_ms: int) -> int:
-        millis = duration_ms(field_path, value)
-        return self._limits.ttl_ms(field_path, millis) if millis else default_ms
 
     def _attributes(self, field_path: str, attributes: Mapping[str, bytes]) -> dict[str, bytes]:
         self._limits.batch(field_path, len(attributes), allow_empty=True)

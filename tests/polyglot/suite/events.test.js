@@ -4,7 +4,7 @@
 
 const {describe, it, before, after} = require('node:test');
 const assert = require('node:assert/strict');
-const {connect, unary, reader, duration, unique, deadline, waitFor} = require('../lib/coord');
+const {grpc, connect, unary, reader, duration, unique, deadline, waitFor} = require('../lib/coord');
 
 // Reads frames until `count` events arrived; Progress heartbeats are skipped, a Gap fails the test.
 async function takeEvents(next, count) {
@@ -98,8 +98,13 @@ describe('events', () => {
       const info = await groupInfo(topic, group);
       return info.pending === '0' && info.last_delivered_id === ids[2];
     });
-    // A consumer leaves its group by cancelling the call (a half-close does not end the stream).
-    call.cancel();
+    // A half-close ends the stream at once, with OK, once the acks sent before it are applied.
+    const ended = new Promise((resolve, reject) => {
+      call.on('status', resolve);
+      call.on('error', reject);
+    });
+    call.end();
+    assert.equal((await ended).code, grpc.status.OK);
   });
 
   async function groupInfo(topic, group) {

@@ -9,10 +9,9 @@ import grpc
 from coord.collections.v1 import list_pb2, list_pb2_grpc
 
 from ..._grpc import rpc
-from ..._proto import duration_ms
 from ...errors import invalid
 from ...tenancy import PerTenant
-from ...validation import Limits
+from ...validation import Limits, duration_within
 from .._transport import count_of, name_of, state_pb, ttl_of, write_of
 from .store import End, ListStore
 
@@ -59,9 +58,7 @@ class ListServicer(list_pb2_grpc.ListServiceServicer):
         name = name_of(self._limits, request.name)
         end = _end_of(request.end, End.FRONT)
         count = count_of(self._limits, "count", request.count)
-        wait_ms = duration_ms("wait", request.wait)
-        if wait_ms > self._limits.max_ttl_ms:
-            raise invalid("wait", f"must be at most {self._limits.max_ttl_ms} ms (got {wait_ms} ms)")
+        wait_ms = duration_within("wait", request.wait, 0, self._limits.max_ttl_ms)
         write = write_of(self._limits, request.options)
         if wait_ms and write.if_version:
             raise invalid("options.if_version", "cannot be combined with a wait (leave one of them unset)")
