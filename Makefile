@@ -46,6 +46,15 @@ AS_ROOT ?= $(filter 0,$(shell id -u))
 
 .PHONY: all run test test-polyglot lint proto bench soak fmt clean node deps
 
+# The other languages' client packages (client/node, client/go) each bring a fragment in mk/: what it
+# adds to TOOLS, to what `make proto` builds (PROTO_EXTRA), to what `make test` needs first
+# (TEST_PREREQS), to `make lint` (LINT_EXTRA, targets run after the Python checks) and to `make clean`.
+PROTO_EXTRA :=
+TEST_PREREQS :=
+LINT_EXTRA :=
+CLEAN_EXTRA :=
+include $(wildcard mk/*.mk)
+
 all: $(GEN_STAMP)
 
 # The virtualenv is rebuilt only when a requirements file or pyproject.toml changes.
@@ -68,7 +77,7 @@ $(GEN_STAMP): $(PROTOS) $(VENDOR_PROTOS) $(STAMP)
 	find $(GEN) $(GEN_VENDOR) -type d -exec touch {}/__init__.py \;
 	touch $@
 
-proto: $(GEN_STAMP)
+proto: $(GEN_STAMP) $(PROTO_EXTRA)
 
 # Installs what TOOLS lists and this machine lacks (see above); does nothing when all is there.
 deps:
@@ -84,7 +93,7 @@ node: $(NODE_STAMP)
 run: $(GEN_STAMP)
 	$(PY) -m coord_server
 
-test: deps $(GEN_STAMP) $(NODE_STAMP)
+test: deps $(GEN_STAMP) $(NODE_STAMP) $(TEST_PREREQS)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Only the Node.js client suite and the service-config checks, against single node and cluster.
@@ -97,6 +106,7 @@ lint: $(GEN_STAMP)
 	$(VENV)/bin/mypy server/coord_server client/coord_client
 	cd protos && ../$(VENV)/bin/buf lint
 	$(VENV)/bin/buf breaking protos --against '$(BUF_AGAINST)'
+	$(if $(LINT_EXTRA),$(MAKE) $(LINT_EXTRA))
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format server client tests bench
@@ -113,4 +123,4 @@ soak: $(GEN_STAMP)
 	$(PY) -m bench.soak $(if $(MINUTES),--minutes $(MINUTES)) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(GEN) $(GEN_VENDOR) .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
+	rm -rf $(GEN) $(GEN_VENDOR) .mypy_cache .ruff_cache $(NODE_DIR)/node_modules $(CLEAN_EXTRA)

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 
 from . import (
     cache,
+    clients,
     collections,
     envoy,
     events,
@@ -50,6 +51,7 @@ from ._results import write as write_docs
 
 SUITES = (
     cache,
+    clients,
     near_cache,
     stampede,
     security,

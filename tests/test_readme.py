@@ -54,7 +54,11 @@ def _tools() -> dict[str, str]:
     """The deps table: command -> Debian package."""
     table = re.search(r"^TOOLS := \\\n((?:  \S+:\S+(?: \\)?\n)+)", MAKEFILE, re.M)
     assert table, "the Makefile has no TOOLS table"
-    pairs = (line.strip().rstrip("\\").strip().split(":") for line in table.group(1).splitlines())
+    pairs = [line.strip().rstrip("\\").strip().split(":") for line in table.group(1).splitlines()]
+    # The fragments of the other languages' packages (mk/*.mk) add theirs: `TOOLS += cmd:pkg ...`.
+    for fragment in sorted((ROOT / "mk").glob("*.mk")):
+        for added in re.findall(r"^TOOLS \+= (.+)$", fragment.read_text(), re.M):
+            pairs.extend(pair.split(":") for pair in added.split())
     return {command: package for command, package in pairs}
 
 
@@ -98,9 +102,10 @@ def test_deps_installs_what_the_tests_look_for() -> None:
     }
     assert looked_up, "found no shutil.which lookups: the scan is broken"
     assert looked_up <= tools.keys(), f"not in the Makefile's TOOLS: {looked_up - tools.keys()}"
-    recipes = "\n".join(line for line in MAKEFILE.splitlines() if line.startswith("\t"))
+    makefiles = [MAKEFILE, *(f.read_text() for f in sorted((ROOT / "mk").glob("*.mk")))]
+    recipes = "\n".join(line for text in makefiles for line in text.splitlines() if line.startswith("\t"))
     for command in tools.keys() - looked_up:  # the rest the Makefile's own recipes run (npm ci)
-        assert re.search(rf"(^|\s){re.escape(command)}\s", recipes, re.M), f"{command}: used by nothing"
+        assert re.search(rf"(^|[\s,]){re.escape(command)}[\s)]", recipes, re.M), f"{command}: used by nothing"
 
 
 def test_deps_is_silent_when_all_is_there_and_names_the_one_install_line_otherwise() -> None:

@@ -167,11 +167,12 @@ function reader(call) {
     });
 }
 
-// The google.rpc types, from the copies of googleapis' status.proto and error_details.proto vendored
-// under protos/ (there is no schema registry to pull them from).
+// The google.rpc types, from the copies of googleapis' status.proto and error_details.proto that the
+// npm package ships (client/node/protos; there is no schema registry to pull them from).
+const RPC_PROTOS = path.join(REPO, 'client', 'node', 'protos');
 const rpcRoot = new protobuf.Root();
 rpcRoot.resolvePath = (_origin, target) => {
-  const vendored = path.join(VENDORED, target);
+  const vendored = path.join(RPC_PROTOS, target);
   return fs.existsSync(vendored) ? vendored : target;
 };
 rpcRoot.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], {keepCase: true});
