@@ -6,7 +6,7 @@ the offline build settings (the vendor tree from Debian's Go sources, -mod=vendo
 come from one place, mk/go.mk. ``go test -json`` reports every test and example, which are counted:
 all must pass and none may be skipped.
 
-The Go code shown in docs/clients.md and client/go/README.md must be code these tests compile and run:
+The Go code shown in docs/clients.md, client/go/README.md and the README must be code these tests compile and run:
 each ```go block is checked to appear, line for line, in the module's sources.
 """
 
@@ -134,7 +134,11 @@ def _code_lines(text: str) -> list[str]:
 def test_go_snippets_are_compiled_code() -> None:
     doc = (ROOT / "docs" / "clients.md").read_text()
     go_section = doc.split("\n## Go\n", 1)[1].split("\n## ", 1)[0]
-    blocks = _GO_BLOCK.findall(go_section) + _GO_BLOCK.findall((GO_DIR / "README.md").read_text())
+    blocks = [
+        *_GO_BLOCK.findall(go_section),
+        *_GO_BLOCK.findall((GO_DIR / "README.md").read_text()),
+        *_GO_BLOCK.findall((ROOT / "README.md").read_text()),
+    ]
     assert blocks, "no Go code in docs/clients.md's Go section or client/go/README.md"
     sources = [
         _code_lines(path.read_text())

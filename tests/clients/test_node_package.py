@@ -78,3 +78,14 @@ def test_node_package_with_redis_down(
     server = start_coord(backing.url)
     backing.stop()  # every Redis call now fails fast: Coord answers UNAVAILABLE + RetryInfo
     _check(run_package_tests("package, Redis down", "outage", server.target))
+
+
+def test_the_readme_shows_the_five_lines_the_docs_run() -> None:
+    """The README's TypeScript example is the docs' five lines, which the docs test runs as written."""
+    root = PACKAGE.parent.parent
+    js = re.compile(r"```js\n(.*?)```", re.S)
+    readme = js.findall((root / "README.md").read_text())
+    docs = (root / "docs" / "clients.md").read_text()
+    node_section = docs.split("\n## Node.js / TypeScript\n", 1)[1].split("\n## ", 1)[0]
+    assert readme, "no TypeScript example in the README"
+    assert all(block in js.findall(node_section) for block in readme)
