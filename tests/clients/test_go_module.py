@@ -6,8 +6,8 @@ the offline build settings (the vendor tree from Debian's Go sources, -mod=vendo
 come from one place, mk/go.mk. ``go test -json`` reports every test and example, which are counted:
 all must pass and none may be skipped.
 
-The Go code shown in docs/clients.md, client/go/README.md and the README must be code these tests compile and run:
-each ```go block is checked to appear, line for line, in the module's sources.
+The Go code shown in docs/clients.md, client/go/README.md and the README must be code these tests
+compile and run: each ```go block is checked to appear, line for line, in the module's sources.
 """
 
 from __future__ import annotations
