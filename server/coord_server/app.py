@@ -45,6 +45,7 @@ from .ratelimit.policies import PolicyRegistry
 from .redis import RedisBackend
 from .redis.security import RedisSecurity
 from .tls import ServerTLS, check_exposure, server_tls
+from .watchdog import ShutdownWatchdog
 
 log = logging.getLogger("coord_server")
 
@@ -322,9 +323,14 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, _on_signal, sig, stop)
     # Nothing to reload until the server runs, but an early SIGHUP must not end the process either.
     loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP before start-up finished: nothing to reload yet")
-    async with running(settings) as app:
-        loop.add_signal_handler(signal.SIGHUP, app.reload)  # replaces the handler above
-        await stop.wait()
+    watchdog = ShutdownWatchdog(settings.shutdown_grace)
+    try:
+        async with running(settings) as app:
+            loop.add_signal_handler(signal.SIGHUP, app.reload)  # replaces the handler above
+            await stop.wait()
+            watchdog.start()  # from here on the process ends within the grace period and a margin
+    finally:
+        watchdog.cancel()
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
