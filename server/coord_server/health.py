@@ -139,15 +139,22 @@ class HealthMonitor:
         self._task = asyncio.create_task(self._run(), name="coord-health")
 
     async def _run(self) -> None:
-        while True:
+        # Until shutdown, even if the task's cancellation is lost: a frozen-then-resumed process
+        # (SIGSTOP, SIGCONT) was seen with its cancellation swallowed inside a probe on Python 3.11,
+        # probing on forever while shutting_down awaited it.
+        while not self._stopping:
             await asyncio.sleep(self._interval)
-            await self.probe_once()
+            if not self._stopping:
+                await self.probe_once()
 
     async def shutting_down(self) -> None:
         """Report NOT_SERVING for good (graceful shutdown) and stop probing."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a probe that swallowed the cancellation ends the loop after its interval.
+            await asyncio.wait({self._task}, timeout=self._interval + 2.0)
+            if self._task.done() and not self._task.cancelled():
+                with contextlib.suppress(Exception):
+                    self._task.result()  # retrieved: no "exception never retrieved" at exit
         await self.servicer.enter_graceful_shutdown()
