@@ -170,6 +170,12 @@ GOALS = (
         at_most=1.05,
     ),
     Goal(
+        "Cache: near-cache hot reads ≥ 10x redis-py GET, 1% writes by another client",
+        ("cache near-cache reads",),
+        "redis-py GET",
+        at_least=10.0,
+    ),
+    Goal(
         "Collections: Redis memory ≤ 1.2x the plain structure, 100+ elements",
         ("map memory", "list memory", "set memory", "sorted_set memory"),
         "plain",

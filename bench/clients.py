@@ -41,8 +41,9 @@ VALUE = b"v" * 100
 Program = Callable[[float], list[str]]
 
 
-def _go_program(target: str) -> Program | None:
-    """The Go program, built first (``make go-bench`` builds it, then runs it briefly)."""
+def go_bench(target: str) -> Path | None:
+    """client/go's cmd/coord-bench, built first (``make go-bench`` builds it, then runs it briefly
+    against ``target``); None when Go or the generated stubs are missing."""
     if shutil.which("go") is None or not (ROOT / "client/go/gen").is_dir():
         return None
     subprocess.run(
@@ -57,6 +58,13 @@ def _go_program(target: str) -> Program | None:
         check=True,
         capture_output=True,
     )
+    return GO_BENCH
+
+
+def _go_program(target: str) -> Program | None:
+    """The Go program (see :func:`go_bench`)."""
+    if go_bench(target) is None:
+        return None
     return lambda seconds: [
         *(str(GO_BENCH), "-c", str(CONCURRENCY), "-d", f"{seconds}s", "-target", target, "-key", KEY)
     ]

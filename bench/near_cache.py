@@ -2,15 +2,21 @@
 keys, and how long an invalidation takes to reach a watcher.
 
 ``near_cache.reads``: K workers read ``HOT`` keys (100-byte values) back to back, and another client
-writes them meanwhile: every 100th read hands a write of one of them to that client's writer tasks
-(``WRITERS`` of them, in this process), so there is one write per 100 reads and the hot keys keep
-being invalidated. A reader does not wait for the write it handed over, unless the writers fall
-``BACKLOG`` writes behind: then it waits for room, so the writes keep up with the reads. Coord:
-``AsyncClient(near_cache=NearCache(prefixes=["hot:"]))`` reads (a hit is answered from memory; the
-first read after an invalidation goes to Coord), a second ``AsyncClient`` without a near cache writes
-(``cache.set``: the Set, its Lua script and its PUBLISH). Baseline: redis-py asyncio ``GET`` of the
-same keys as plain strings, and ``SET PX`` from a second redis-py client. Only reads are counted.
-The Coord row also reports the near cache's hit ratio over its rounds.
+writes them meanwhile: every 100th read hands a write of one of them to that client, a process of
+its own (``WRITERS`` writes at once), so there is one write per 100 reads and the hot keys keep
+being changed. A reader does not wait for the write it handed over, unless the other client falls
+``BACKLOG`` writes behind: then it waits for room, so the writes keep up with the reads. (The other
+client has its own process, as it has in production: sharing the readers' event loop, its writes
+waited for 64 busy readers to yield and held them up in turn.) Coord:
+``AsyncClient(near_cache=NearCache(prefixes=["hot:"]))`` reads (a hit is answered from memory; an
+invalidation that carries the new entry replaces the held one; one that does not makes the next
+read go to Coord); the other client makes plain Sets (the Set, its Lua script and its PUBLISH) with
+client/go's ``coord-bench -write`` when Go is installed, else with Python's generated stub
+(bench._writer): on a 2-core machine every microsecond the other client spends is taken from the
+server, and a production writer runs elsewhere. Baseline: redis-py asyncio ``GET`` of the same keys
+as plain strings, and ``SET PX`` by the other client through redis-py (at the baseline's rate, a few
+hundred a second, it costs little). Only reads are counted. The Coord row also reports the near
+cache's hit ratio, the entries replaced in place over its rounds, and which other client wrote.
 
 ``near_cache.invalidation``: one operation is one write of a watched key by another client, and it
 ends when a watcher holds the invalidation; the figure is that delay, from just before the write is
@@ -26,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import redis.asyncio as aioredis
@@ -37,15 +45,17 @@ from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord_client import AsyncClient, NearCache
 
 from ._harness import Benchmark, Env, Row, Side, compare, progress, sample_rows
+from .clients import go_bench
 
 HOT = 100  # hot keys the readers cycle through
 VALUE = b"v" * 100
 TTL_S = 600
 WRITE_EVERY = 100  # one write by another client per this many reads (1%)
-WRITERS = 16  # the other client's writer tasks
+WRITERS = 16  # writes the other client makes at once
 BACKLOG = 64  # writes handed over and not yet started before a reader waits
 LATENCY_KEYS = 1000
 READY_WITHIN = 10.0  # seconds the near cache's stream has to become ready
+ROOT = Path(__file__).resolve().parent.parent  # where ``python -m bench._writer`` runs
 
 
 async def _ready(near: NearCache) -> None:
@@ -56,26 +66,74 @@ async def _ready(near: NearCache) -> None:
         await asyncio.sleep(0.01)
 
 
-class _Writer:
-    """Another client's writes, made by tasks of their own (see the module docstring)."""
+def _python_writer(kind: str, target: str) -> list[str]:
+    args = ["hot:", str(HOT), str(len(VALUE)), str(TTL_S), str(WRITERS)]
+    return [sys.executable, "-m", "bench._writer", kind, target, *args]
 
-    def __init__(self, write: Callable[[str], Awaitable[object]]) -> None:
-        self._write = write
-        self._queue: asyncio.Queue[str] = asyncio.Queue(BACKLOG)
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(WRITERS)]
 
-    async def hand(self, key: str) -> None:
-        await self._queue.put(key)
+class _OtherClient:
+    """Another client's writes, made by a process of its own (bench._writer, see the module docstring):
+    :meth:`hand` sends it the number of a key to write and waits only while ``BACKLOG`` writes are
+    handed over and not yet done."""
 
-    async def _run(self) -> None:
-        while True:
-            key = await self._queue.get()
-            await self._write(key)
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self._room = asyncio.Semaphore(BACKLOG)  # one wake-up per write done, first come first served
+        self._acks = asyncio.create_task(self._read_acks())
+
+    @classmethod
+    async def start(cls, command: list[str]) -> _OtherClient:
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+        )
+        return cls(proc)
+
+    @staticmethod
+    async def coord(target: str) -> tuple[str, list[str]]:
+        """The other client of Coord: client/go's coord-bench -write when Go is there, else Python's
+        generated stub (bench._writer). Which one, and its command."""
+        go = await asyncio.to_thread(go_bench, target)
+        if go is not None:
+            sizes = ["-size", str(len(VALUE)), "-ttl", f"{TTL_S}s", "-c", str(WRITERS)]
+            return "Go module", [str(go), "-write", "hot:", *sizes, "-target", target]
+        return "Python stub", _python_writer("coord", target)
+
+    @staticmethod
+    def redis(url: str) -> list[str]:
+        """The other client of Redis: redis-py (bench._writer)."""
+        return _python_writer("redis", url)
+
+    async def hand(self, number: int) -> None:
+        await self._room.acquire()
+        if self._acks.done():  # the process failed or ended: its error, not a wait forever
+            self._acks.result()
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(b"%d\n" % number)
+
+    async def _read_acks(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while chunk := await self._proc.stdout.read(4096):
+                if b"!" in chunk:
+                    raise RuntimeError("the other client's write failed (see its stderr)")
+                for _ in range(len(chunk)):
+                    self._room.release()
+            code = await self._proc.wait()
+            raise RuntimeError(f"the other client's process ended (exit status {code})")
+        finally:
+            for _ in range(BACKLOG):  # every reader waiting for room finds the error
+                self._room.release()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 10)
+        except TimeoutError:
+            self._proc.kill()  # our own child, by its handle
+            await self._proc.wait()
+        self._acks.cancel()
+        await asyncio.gather(self._acks, return_exceptions=True)
 
 
 async def bench_reads(env: Env) -> list[Row]:
@@ -84,24 +142,25 @@ async def bench_reads(env: Env) -> list[Row]:
     async with (
         AsyncClient(env.coord_target, timeout=10, near_cache=near) as reader,
         AsyncClient(env.coord_target, timeout=10) as writer,
-        aioredis.Redis.from_url(env.redis_url) as redis_writer,
     ):
         await writer.cache.batch_set(dict.fromkeys(keys, VALUE), ttl=TTL_S)
-        await redis_writer.mset(dict.fromkeys(keys, VALUE))
+        await env.redis.mset(dict.fromkeys(keys, VALUE))
         await _ready(near)
         redis = env.redis
-        coord_writes = _Writer(lambda key: writer.cache.set(key, VALUE, ttl=TTL_S))
-        redis_writes = _Writer(lambda key: redis_writer.set(key, VALUE, px=TTL_S * 1000))
+        other, command = await _OtherClient.coord(env.coord_target)
+        progress(f"near cache: the other client writing to Coord is the {other}")
+        coord_writes = await _OtherClient.start(command)
+        redis_writes = await _OtherClient.start(_OtherClient.redis(env.redis_url))
 
         async def coord(i: int) -> None:
             if i % WRITE_EVERY == WRITE_EVERY - 1:
-                await coord_writes.hand(keys[(i // WRITE_EVERY) % HOT])
+                await coord_writes.hand((i // WRITE_EVERY) % HOT)
             if not (await reader.cache.get(keys[i % HOT])).found:
                 raise RuntimeError("a hot key went missing")
 
         async def plain(i: int) -> None:
             if i % WRITE_EVERY == WRITE_EVERY - 1:
-                await redis_writes.hand(keys[(i // WRITE_EVERY) % HOT])
+                await redis_writes.hand((i // WRITE_EVERY) % HOT)
             if await redis.get(keys[i % HOT]) is None:
                 raise RuntimeError("a hot key went missing")
 
@@ -119,9 +178,10 @@ async def bench_reads(env: Env) -> list[Row]:
         after = near.stats
     hits, misses = after.hits - before.hits, after.misses - before.misses
     ratio = hits / (hits + misses) if hits + misses else 0.0
+    updates = after.updates - before.updates
     progress(
-        f"near cache: {ratio:.1%} hits, {after.invalidations - before.invalidations} invalidations, "
-        f"{after.flushes - before.flushes} flushes"
+        f"near cache: {ratio:.1%} hits, {after.invalidations - before.invalidations} invalidations "
+        f"({updates} carried the new entry, kept), {after.flushes - before.flushes} flushes"
     )
     return [
         Row(
@@ -133,7 +193,12 @@ async def bench_reads(env: Env) -> list[Row]:
             r.concurrency,
             r.coord_stats,
             r.baseline_stats,
-            {**r.extra, "near_cache_hit_ratio": round(ratio, 4)},
+            {
+                **r.extra,
+                "near_cache_hit_ratio": round(ratio, 4),
+                "near_cache_updates": updates,
+                "other_client": other,
+            },
         )
         for r in rows
     ]

@@ -400,9 +400,12 @@ def add_service(
             request_deserializer=decode,
             response_serializer=encode,
         )
+    # Generic handlers only, unlike the generated code, which also registers each method: grpc.aio
+    # keeps one pending task per registered method and waits on all of them for every call, which
+    # with Coord's 80-odd methods cost about 33 us a call (an asyncio.wait over 82 tasks), more than
+    # the generic lookup (a dict per service). Measured with a Get loop at c=64 against two servers
+    # side by side: 296-366 against 381-429 us of server CPU per call.
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    # As the generated code does: registered methods skip the generic lookup per call (not in the stubs).
-    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
 
 
 def _bytes_or(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:

@@ -118,6 +118,10 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+# The most COORD_CACHE_PUSH_VALUE_MAX may be: every subscribed server receives each pushed value.
+MAX_PUSH_VALUE = 64 << 10
+
+
 @dataclass(frozen=True)
 class Spec:
     """How one setting is named, read and documented (the ``metadata`` of its Settings field)."""
@@ -422,6 +426,14 @@ class Settings:
         "COORD_CACHE_INVALIDATIONS",
         "cache writes publish invalidations for near caches (WatchInvalidations); off saves a PUBLISH",
     )
+    # Pushed values cost every Coord server subscribed to the tenant's invalidations their bytes, for
+    # every Set, watched or not: small values only (a near cache's hot keys are mostly small).
+    cache_push_value_max: int = size(
+        1024,
+        "COORD_CACHE_PUSH_VALUE_MAX",
+        "largest Set value sent with its invalidation to the near caches that ask for values, which "
+        "then keep it instead of reading it again; 0: invalidations never carry values",
+    )
     cache_max_lease: float = duration(
         60.0, "COORD_CACHE_MAX_LEASE", "longest fill lease a GetOrLease may ask for"
     )
@@ -724,6 +736,11 @@ class Settings:
     def _validate_cache(self) -> None:
         self._validate_cache_redis()
         self._validate_cache_prefixes()
+        if not 0 <= self.cache_push_value_max <= MAX_PUSH_VALUE:
+            raise ConfigError(
+                f"COORD_CACHE_PUSH_VALUE_MAX: must be 0 to {format_size(MAX_PUSH_VALUE)} "
+                f"(got {self.cache_push_value_max})"
+            )
 
     def _validate_cache_prefixes(self) -> None:
         """COORD_CACHE_PREFIX_*: one delimiter character that a key may hold (or none), and a depth

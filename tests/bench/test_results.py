@@ -95,3 +95,16 @@ def test_a_goal_missed_by_some_rows_says_how_many(tmp_path: Path) -> None:
     write(RUN, [*_rows(), slow], page)
     line = next(x for x in page.read_text("utf-8").splitlines() if x.startswith("| Coord unary"))
     assert line.endswith("| no (1 of 2 rows) |")
+
+
+def test_the_near_cache_goal_is_decided_by_both_levels(tmp_path: Path) -> None:
+    operation = "cache near-cache reads (100 hot keys, 100 B, 1% writes by another client)"
+    rows = [
+        Row(operation, "redis-py GET", "ops/s", 170_000.0, 10_000.0, 1),
+        Row(operation, "redis-py GET", "ops/s", 150_000.0, 20_000.0, 64),
+    ]
+    page = tmp_path / "results.md"
+    write(RUN, [*_rows(), *rows], page)
+    line = next(x for x in page.read_text("utf-8").splitlines() if x.startswith("| Cache: near-cache"))
+    assert "17.00x" in line and "7.50x" in line
+    assert line.endswith("| no (1 of 2 rows) |")

@@ -24,12 +24,15 @@ from coord_server.cache.invalidations import (
     FLUSH_LOST,
     FLUSH_RESUBSCRIBED,
     FLUSH_TOO_SLOW,
+    FLUSH_UNREADABLE,
     InvalidationHub,
     Kind,
+    Pushed,
     Watcher,
     WatchSpec,
     hubs_of,
 )
+from coord_server.cache.keys import CacheKeys
 
 from ..conftest import CoordThread, CoordUnderTest, RedisProcess, wait_for
 
@@ -131,6 +134,55 @@ def test_ready_comes_first_then_every_kind_of_write(
         "inv:c": [by_key["inv:c"][0]],
     }
     assert by_key["inv:b"][0] > 0 and by_key["inv:c"][0] > 0
+
+
+def test_values_come_with_small_untagged_sets_to_the_streams_that_ask(
+    coord: CoordUnderTest, channel: grpc.Channel, watches: list[Watch]
+) -> None:
+    stub = cache_pb2_grpc.CacheServiceStub(channel)
+    with_values = Watch(stub, prefixes=["val"], values=True)
+    plain = Watch(stub, prefixes=["val"])
+    watches += [with_values, plain]
+    with_values.ready()
+    plain.ready()
+    cost = duration_pb2.Duration(nanos=250_000_000)
+    with grpc.insecure_channel(coord.target) as other:  # another client
+        writer = cache_pb2_grpc.CacheServiceStub(other)
+        small = writer.Set(pb.SetRequest(key="val-a", value=b"one", ttl=TTL, compute_time=cost))
+        writer.Set(pb.SetRequest(key="val-t", value=b"tagged", ttl=TTL, tags=["t"]))
+        writer.Set(pb.SetRequest(key="val:ns", value=b"has a namespace", ttl=TTL))  # delimiter ':'
+        writer.Set(pb.SetRequest(key="val-big", value=b"x" * 1025, ttl=TTL))  # over the 1 KiB default
+        writer.Set(pb.SetRequest(key="val-edge", value=b"y" * 1024, ttl=TTL))  # at it
+        writer.Increment(pb.IncrementRequest(key="val-n", delta=2))
+        writer.Touch(pb.TouchRequest(key="val-a", ttl=TTL))
+        writer.Delete(pb.DeleteRequest(keys=["val-a"]))
+    carried = {}
+    for _ in range(8):
+        message = with_values.next().invalidation
+        if message.HasField("entry"):
+            carried[message.key] = message.entry
+    assert sorted(carried) == ["val-a", "val-edge"]
+    entry = carried["val-a"]
+    assert (entry.key, entry.found, entry.value, entry.version) == ("val-a", True, b"one", small.version)
+    assert entry.expire_time == small.expire_time
+    assert entry.compute_time == cost
+    assert carried["val-edge"].value == b"y" * 1024
+    for _ in range(8):  # the stream that did not ask gets the same invalidations, without entries
+        assert not plain.next().invalidation.HasField("entry")
+
+
+def test_no_values_are_sent_when_the_setting_is_zero(
+    coord: CoordUnderTest, start_coord: Callable[..., CoordThread], watches: list[Watch]
+) -> None:
+    server = start_coord(coord.backing.url, redis_cluster=coord.kind == "cluster", cache_push_value_max=0)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        watch = Watch(stub, keys=["zero"], values=True)
+        watches.append(watch)
+        watch.ready()
+        stub.Set(pb.SetRequest(key="zero", value=b"v", ttl=TTL))
+        message = watch.next().invalidation
+        assert message.key == "zero" and message.version > 0 and not message.HasField("entry")
 
 
 def test_prefixes_and_keys_filter_each_stream(channel: grpc.Channel, watches: list[Watch]) -> None:
@@ -378,3 +430,83 @@ def test_prefixes_and_keys_decide_what_a_stream_wants() -> None:
         return [watcher.wants(k) for k in keys] + [every.wants(k) for k in keys]
 
     assert asyncio.run(scenario()) == [True, True, False, True, True, False, False] + [True] * 7
+
+
+def test_a_stream_buffers_pushed_values_up_to_a_byte_bound_and_strips_them_unless_asked() -> None:
+    async def scenario() -> tuple[list[tuple[Kind, str, bytes | None]], list[bytes | None]]:
+        pushed = Pushed(b"12345678", 1, 0)
+        asked = Watcher(WatchSpec(("",), frozenset(), values=True), buffer_bytes=20)
+        other = Watcher(WatchSpec(("",), frozenset()), buffer_bytes=20)
+        for watcher in (asked, other):
+            watcher.ready()
+            watcher.invalidate("a", 1, pushed)
+            watcher.invalidate("b", 2, pushed)  # 16 bytes waiting
+            watcher.invalidate("c", 3, pushed)  # 24 would pass the bound: dropped, a flush queued
+            watcher.invalidate("d", 4, pushed)  # after the flush: sent
+        out = []
+        notices = asked.notices()
+        for _ in range(3):
+            n = await anext(notices)
+            out.append((n.kind, n.key, n.pushed.value if n.pushed else None))
+        await notices.aclose()
+        others = other.notices()
+        stripped = []
+        for _ in range(5):
+            n = await anext(others)
+            stripped.append(n.pushed.value if n.pushed else None)
+        await others.aclose()
+        return out, stripped
+
+    out, stripped = asyncio.run(scenario())
+    assert out == [(Kind.READY, "", None), (Kind.FLUSH, "", None), (Kind.INVALIDATION, "d", b"12345678")]
+    assert stripped == [None] * 5  # a stream that did not ask: no values held, so no flush either
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"=1 2 3",  # too few fields
+        b"=x 2 3 4 {k}v",  # a version that is no number
+        b"=1 2 3 99 {k}v",  # a key length past the end
+        b"=1 2 3 0 v",  # an empty key
+        b"=1 2 3 5 other",  # not an entry key of this tenant
+    ],
+)
+def test_an_unreadable_pushed_value_flushes_every_stream(message: bytes) -> None:
+    async def scenario() -> list[tuple[Kind, str]]:
+        keys = CacheKeys("t")
+        hub = InvalidationHub.__new__(InvalidationHub)  # only its dispatch: no Redis
+        hub._keys = keys
+        watcher = Watcher(WatchSpec(("",), frozenset(), values=True))
+        watcher.ready()
+        hub._watchers = {watcher}
+        entry = keys.entry("k").encode()
+        hub._dispatch(message.replace(b"{k}", entry).replace(b" 4 ", b" %d " % len(entry)))
+        notices = watcher.notices()
+        said = [(n.kind, n.reason) for n in [await anext(notices), await anext(notices)]]
+        await notices.aclose()
+        return said
+
+    assert asyncio.run(scenario()) == [(Kind.READY, ""), (Kind.FLUSH, FLUSH_UNREADABLE)]
+
+
+def test_a_pushed_value_is_read_back_exactly() -> None:
+    async def scenario() -> tuple[str, int, Pushed | None]:
+        keys = CacheKeys("t")
+        hub = InvalidationHub.__new__(InvalidationHub)
+        hub._keys = keys
+        watcher = Watcher(WatchSpec(("",), frozenset(), values=True))
+        watcher.ready()
+        hub._watchers = {watcher}
+        entry = keys.entry("a key {with} spaces").encode()
+        value = b"bytes with spaces \x00 and = signs"
+        hub._dispatch(b"=17 1700000000123 250 %d %s%s" % (len(entry), entry, value))
+        notices = watcher.notices()
+        await anext(notices)
+        n = await anext(notices)
+        await notices.aclose()
+        return n.key, n.version, n.pushed
+
+    key, version, pushed = asyncio.run(scenario())
+    assert (key, version) == ("a key {with} spaces", 17)
+    assert pushed == Pushed(b"bytes with spaces \x00 and = signs", 1700000000123, 250)

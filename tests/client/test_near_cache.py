@@ -130,6 +130,26 @@ def test_an_invalidation_from_another_client_makes_the_next_read_fresh(
         assert not client.cache.get("k").found
 
 
+@pytest.mark.parametrize("values", [True, False])
+def test_a_write_elsewhere_carries_the_new_entry_so_no_read_is_needed(
+    coord: CoordUnderTest, writer: Client, values: bool
+) -> None:
+    writer.cache.set("carried", b"v1", ttl=60)
+    near = NearCache(keys=["carried"], values=values)
+    with near_client(coord.target, near) as client:
+        calls = Calls(client)
+        assert client.cache.get("carried").value == b"v1"
+        assert calls.count() == 1
+        v2 = writer.cache.set("carried", b"v2", ttl=60, compute_time=0.5)
+        wait_for(lambda: near.stats.invalidations >= 1, "the invalidation")
+        fresh = client.cache.get("carried")
+        assert (fresh.value, fresh.version, fresh.compute_time) == (b"v2", v2.version, 0.5)
+        assert _same_time(fresh.expire_time, v2.expire_time)
+        # With values the held entry was replaced in place: no second read. Without, it was dropped.
+        assert calls.count() == (1 if values else 2)
+        assert near.stats.updates == (1 if values else 0)
+
+
 def test_writes_through_another_server_invalidate_too(
     coord: CoordUnderTest, start_coord: Callable[..., CoordThread]
 ) -> None:
@@ -400,6 +420,62 @@ def test_reads_of_a_key_on_its_way_join_it_and_are_never_left_waiting() -> None:
     fresh = _entry("k")
     near.settle(second, fresh)
     assert late.wait(0) is fresh and near.stats.entries == 1
+
+
+def test_a_carried_entry_replaces_only_an_older_entry_held() -> None:
+    near = NearCache()
+    _ready(near)
+    sequence = 1
+
+    def carrying(key: str, version: int, value: bytes = b"new", ttl: float = 600) -> None:
+        nonlocal sequence
+        sequence += 1
+        entry = cache_pb2.Entry(key=key, found=True, value=value, version=version)
+        entry.expire_time.FromDatetime(datetime.fromtimestamp(time.time() + ttl, UTC))
+        invalidation = cache_pb2.Invalidation(key=key, version=version, entry=entry)
+        near.received(cache_pb2.WatchInvalidationsResponse(sequence=sequence, invalidation=invalidation))
+
+    def held(key: str) -> Entry | None:
+        local = near.read(key)
+        if isinstance(local, Entry):
+            return local
+        near.settle(local, None)  # (a read that went nowhere: leave nothing behind)
+        return None
+
+    near.settle(near.read("k"), Entry("k", True, b"held", 5, datetime.fromtimestamp(time.time() + 60, UTC)))
+    carrying("k", 3)  # older than the entry held (read ahead of the stream): dropped, not replaced
+    assert held("k") is None
+    near.settle(near.read("k"), Entry("k", True, b"held", 5, datetime.fromtimestamp(time.time() + 60, UTC)))
+    before = held("k")
+    carrying("k", 5)  # the same write: the entry held stays as it is (a Touch may have moved its expiry)
+    assert held("k") is before
+    carrying("k", 7)  # newer: it replaces the entry held
+    now = held("k")
+    assert now is not None and (now.value, now.version) == (b"new", 7)
+    carrying("k", 9, ttl=-1)  # already expired: dropped, never served
+    assert held("k") is None
+    carrying("absent", 4)  # a key not held: nothing is made from an invalidation
+    assert held("absent") is None
+    near.settle(near.read("miss"), Entry("miss", False))  # a cached miss is dropped, not replaced
+    carrying("miss", 4)
+    assert held("miss") is None
+    assert near.stats.updates == 1
+
+
+def test_a_carried_entry_never_undoes_this_clients_own_write() -> None:
+    near = NearCache()
+    _ready(near)
+    near.settle(near.read("k"), Entry("k", True, b"old", 5, datetime.fromtimestamp(time.time() + 60, UTC)))
+    near.wrote(["k"])  # this client writes k (version 8)...
+    near.wrote(["k"])  # ...and is answered
+    older = cache_pb2.Entry(key="k", found=True, value=b"theirs", version=6)
+    older.expire_time.FromDatetime(datetime.fromtimestamp(time.time() + 60, UTC))
+    near.received(
+        cache_pb2.WatchInvalidationsResponse(
+            sequence=2, invalidation=cache_pb2.Invalidation(key="k", version=6, entry=older)
+        )
+    )  # another client's write before ours, late on the stream: nothing held to replace
+    assert not isinstance(near.read("k"), Entry)
 
 
 def test_a_hole_in_the_numbering_drops_everything() -> None:

@@ -44,7 +44,7 @@ REQUIRED = {
         "TestSessionLifecycle",
     },
     "coord": {"TestErrorOfReadsEveryDetail", "TestCursorsFollowFrames"},
-    "cmd/coord-bench": {"TestRun"},
+    "cmd/coord-bench": {"TestRun", "TestWrite"},
 }
 _GO_BLOCK = re.compile(r"^```go\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

@@ -106,6 +106,7 @@ CONTRACT = {
     "lock_history": "COORD_LOCK_HISTORY",
     "collection_max_elements": "COORD_COLLECTION_MAX_ELEMENTS",
     "cache_invalidations": "COORD_CACHE_INVALIDATIONS",
+    "cache_push_value_max": "COORD_CACHE_PUSH_VALUE_MAX",
     "cache_max_lease": "COORD_CACHE_MAX_LEASE",
     "cache_max_tags": "COORD_CACHE_MAX_TAGS",
     "cache_prefix_delimiter": "COORD_CACHE_PREFIX_DELIMITER",
@@ -174,11 +175,17 @@ def test_environment_then_flags_win() -> None:
         ({"COORD_CACHE_PREFIX_DELIMITER": "\n"}, "COORD_CACHE_PREFIX_DELIMITER"),
         ({"COORD_CACHE_MIN_PREFIX": "0"}, "COORD_CACHE_MIN_PREFIX"),
         ({"COORD_CACHE_PREFIX_DEPTH": "17"}, "COORD_CACHE_PREFIX_DEPTH"),
+        ({"COORD_CACHE_PUSH_VALUE_MAX": "65KiB"}, "COORD_CACHE_PUSH_VALUE_MAX: must be 0 to 64KiB"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings([], env)
+
+
+def test_push_value_max_takes_zero_and_its_bounds() -> None:
+    for text, value in (("0", 0), ("1KiB", 1024), ("64KiB", 65536)):
+        assert load_settings([], {"COORD_CACHE_PUSH_VALUE_MAX": text}).cache_push_value_max == value
 
 
 def test_duration_and_size_parsers() -> None:

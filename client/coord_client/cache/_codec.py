@@ -40,14 +40,14 @@ SERVICE = "coord.cache.v1.CacheService"
 
 
 def get(key: str) -> Call[Entry]:
-    return Call("Get", cache_pb2.GetRequest(key=_key(key)), lambda r: _entry(r.entry))
+    return Call("Get", cache_pb2.GetRequest(key=_key(key)), lambda r: entry_of(r.entry))
 
 
 def batch_get(keys: Iterable[str]) -> Call[list[Entry]]:
     request = cache_pb2.BatchGetRequest(keys=_keys(keys))
     if not request.keys:
         return Call.answered([])
-    return Call("BatchGet", request, lambda r: [_entry(e) for e in r.entries])
+    return Call("BatchGet", request, lambda r: [entry_of(e) for e in r.entries])
 
 
 # Named after its RPC, as the others are: this module never needs the builtin set.
@@ -262,7 +262,7 @@ def _expiry(message: Any) -> datetime | None:
     return utc_or_none(message.expire_time, message.HasField("expire_time"))
 
 
-def _entry(pb: cache_pb2.Entry) -> Entry:
+def entry_of(pb: cache_pb2.Entry) -> Entry:
     if not pb.found:
         return Entry(key=pb.key, found=False)
     compute = from_duration(pb.compute_time) if pb.HasField("compute_time") else None
@@ -281,7 +281,7 @@ def _set_result(key: str, pb: cache_pb2.SetResponse) -> SetResult:
 
 def _lease(pb: cache_pb2.GetOrLeaseResponse) -> FillLease:
     expire = utc_or_none(pb.lease_expire_time, pb.HasField("lease_expire_time"))
-    return FillLease(_entry(pb.entry), pb.lease_token, expire, pb.waited, pb.stale)
+    return FillLease(entry_of(pb.entry), pb.lease_token, expire, pb.waited, pb.stale)
 
 
 def _delete_result(pb: cache_pb2.DeleteResponse) -> DeleteResult:

@@ -17,6 +17,16 @@ key, from any client through any Coord server, numbered 1, 2, 3...
   the moment the stream breaks until a new one is ready, every read goes to the server.
 - An invalidation drops its key; a flush, a hole in the numbering or the end of the stream drops
   everything. The stream reconnects by itself (backing off from 50 ms to 2 s).
+- New values in place (``values=True``, the default): the stream asks for the new entry with each
+  invalidation of a Set that can carry one (a small untagged value; see the server's
+  COORD_CACHE_PUSH_VALUE_MAX). Such an entry replaces the key's local entry when it is newer than it
+  (a higher version), so a hot key written now and then by another client stays a hit. It never
+  creates an entry (a cached miss or a key not held is only dropped: the cache keeps what its reads
+  chose), and an entry of the same version stays as it is (a Touch changed its expiry, not its
+  version). Since the changes of a key come in order and versions only grow, an entry replaced so
+  is the key's newest; since this client's own writes drop the key (below), and the entry a read
+  brings back is at least as new as the write, a pushed entry older than this client's write is
+  never kept.
 - A read in flight when its key is invalidated (or everything is dropped) does not keep its answer,
   which may predate the change: each read notes the invalidation count when it starts, and its answer
   is kept only if its key saw no invalidation since (and no flush, no reconnect).
@@ -66,6 +76,7 @@ import grpc
 from coord.cache.v1 import cache_pb2
 
 from .._base import AsyncTransport, Transport
+from ._codec import entry_of
 from .models import Entry
 
 log = logging.getLogger("coord_client.cache")
@@ -99,7 +110,8 @@ class NearCacheStats:
     ``hits`` are reads answered from memory, ``misses`` reads of watched keys that went to the server
     or waited for such a read (also while the stream was not ready). ``invalidations`` and
     ``flushes`` count what the server sent (a hole in the numbering counts as a flush);
-    ``evictions`` entries dropped for the bounds; ``reconnects`` streams opened after the first.
+    ``evictions`` entries dropped for the bounds; ``reconnects`` streams opened after the first;
+    ``updates`` the invalidations whose new entry was kept in place of the old one.
     """
 
     hits: int
@@ -111,6 +123,7 @@ class NearCacheStats:
     entries: int
     bytes: int
     ready: bool
+    updates: int = 0  # entries replaced by the new entry an invalidation carried (values=True)
 
 
 @dataclass(slots=True)
@@ -186,6 +199,7 @@ class NearCache:
         max_bytes: int = 64 << 20,
         expiry_margin: float = 0.05,
         cache_misses: bool = True,
+        values: bool = True,
     ) -> None:
         watched_keys = _strings(keys, "keys")
         watched_prefixes = _strings(prefixes if prefixes is not None else (), "prefixes")
@@ -202,6 +216,7 @@ class NearCache:
         self.max_bytes = max_bytes
         self.expiry_margin = float(expiry_margin)
         self.cache_misses = cache_misses
+        self.values = bool(values)
         self._every = "" in self.prefixes
         self._starts = tuple(p for p in self.prefixes if p)
         self._lock = threading.Lock()
@@ -216,7 +231,7 @@ class NearCache:
         self._dropped: dict[str, int] = {}  # key -> _count at its last invalidation, while read
         self._expected = 1  # the sequence number the next stream message must carry
         self._hits = self._misses = self._invalidations = self._flushes = 0
-        self._evictions = self._reconnects = 0
+        self._evictions = self._reconnects = self._updates = 0
         self._runner: _Runner | None = None
         self.last_error: Exception | None = None  # why the stream last ended or failed
 
@@ -244,6 +259,7 @@ class NearCache:
                 len(self._entries),
                 self._bytes,
                 self._ready,
+                self._updates,
             )
 
     def watches(self, key: str) -> bool:
@@ -325,7 +341,9 @@ class NearCache:
     # -- the stream ------------------------------------------------------------------------------------
 
     def request(self) -> cache_pb2.WatchInvalidationsRequest:
-        return cache_pb2.WatchInvalidationsRequest(prefixes=list(self.prefixes), keys=sorted(self.keys))
+        return cache_pb2.WatchInvalidationsRequest(
+            prefixes=list(self.prefixes), keys=sorted(self.keys), values=self.values
+        )
 
     def opened(self, first: bool) -> None:
         """A new stream was opened: its numbering starts at 1."""
@@ -350,7 +368,11 @@ class NearCache:
             self._expected = message.sequence + 1
             if kind == "invalidation":
                 self._invalidations += 1
-                self._invalidate(message.invalidation.key)
+                invalidation = message.invalidation
+                if invalidation.HasField("entry"):
+                    self._update(invalidation.key, invalidation.entry)
+                else:
+                    self._invalidate(invalidation.key)
             elif kind == "flush":
                 self._flushes += 1
                 self._drop_all()
@@ -405,6 +427,18 @@ class NearCache:
         if key in self._reads:
             self._dropped[key] = self._count
         self._remove(key)
+
+    def _update(self, key: str, pushed: cache_pb2.Entry) -> None:
+        """An invalidation that carries the key's new entry: it replaces an older local entry."""
+        local = self._entries.get(key)
+        self._invalidate(key)  # reads in flight keep nothing, whatever happens to the entry
+        if local is None or not local.entry.found or local.entry.version > pushed.version:
+            return  # no entry (or a miss, or a newer one read ahead of the stream) to replace
+        if local.entry.version == pushed.version:
+            self._entries[key] = local  # the same write: the local entry is as new (its expiry more)
+            self._bytes += local.size
+        elif self._keep(key, entry_of(pushed)):
+            self._updates += 1
 
     def _drop_all(self) -> None:
         self._generation += 1

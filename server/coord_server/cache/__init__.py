@@ -53,6 +53,7 @@ def add_to_server(server: grpc.aio.Server, redis: RedisBackend, settings: Settin
             # A tag key outlives every entry stored with its generation (tags.py).
             tag_ttl_ms=round(settings.max_ttl * 1000) + TTL_MARGIN_MS,
             prefix_rules=prefix_rules,  # a prefix key lives as long as a tag key (prefixes.py)
+            push_value_max=settings.cache_push_value_max,
         ),
         settings.tenant,
     )

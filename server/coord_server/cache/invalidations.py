@@ -6,6 +6,13 @@ key. InvalidateTags publishes ``flush <reason>`` there instead (it cannot name t
 invalidated): every stream is sent a flush. This module turns that channel into streams, one per
 watching client.
 
+**Values.** A Set of a small untagged value (COORD_CACHE_PUSH_VALUE_MAX, set.lua) publishes the
+entry itself: ``=<version> <expiry ms> <compute time ms> <length of the entry key> <entry key><value>``.
+A stream that asked for values (``WatchInvalidationsRequest.values``) gets it with the
+invalidation, so a near cache holding the key keeps the new value instead of reading it again (a hot
+key written now and then stays a hit); other streams get the plain invalidation. A stream's buffer
+is bounded in bytes as well as in messages.
+
 **One subscription per process and tenant.** A tenant's :class:`InvalidationHub` subscribes once
 (on its own Pub/Sub connection) with its first watcher and fans every message out to the streams
 that watch its key: by exact key, or by prefix (``""`` watches every key). It stops ``LINGER``
@@ -62,6 +69,7 @@ log = logging.getLogger(__name__)
 
 LINGER = 30.0  # seconds the subscription outlives its last watcher
 STREAM_BUFFER = 10_000  # most invalidations one stream holds waiting to be sent, then a flush instead
+STREAM_BUFFER_BYTES = 8 << 20  # most bytes of pushed values one stream holds waiting, likewise
 PROBE_INTERVAL = 5.0  # seconds of silence on the subscription before it is probed
 LOST_GRACE = 2.0  # Redis timeouts a lost subscription has to come back before ready streams end
 RETRY_MIN, RETRY_MAX = 0.05, 2.0  # backoff between subscription attempts, seconds
@@ -71,6 +79,7 @@ FLUSH_RESUBSCRIBED = "resubscribed"
 FLUSH_TOO_SLOW = "too slow"
 FLUSH_UNREADABLE = "unreadable invalidation"
 _FLUSH = FLUSH.encode()  # the first word of a message that flushes every stream (keys.FLUSH)
+_PUSHED = b"="  # the first byte of a message that carries the entry (set.lua)
 
 
 class Kind(enum.Enum):
@@ -88,6 +97,16 @@ class Notice:
     key: str = ""
     version: int = 0
     reason: str = ""
+    pushed: Pushed | None = None  # the entry the change left, for a stream that asked for values
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """The entry a Set left, sent with its invalidation (see the module docstring)."""
+
+    value: bytes
+    expire_ms: int
+    compute_ms: int
 
 
 @dataclass(frozen=True)
@@ -96,9 +115,12 @@ class WatchSpec:
 
     prefixes: tuple[str, ...]
     keys: frozenset[str]
+    values: bool = False  # invalidations carry the entry when the change pushed it
 
 
-def watch_spec(limits: Limits, prefixes: Sequence[str], keys: Sequence[str]) -> WatchSpec:
+def watch_spec(
+    limits: Limits, prefixes: Sequence[str], keys: Sequence[str], values: bool = False
+) -> WatchSpec:
     """The checked request: at least one prefix or key, each list within the batch limit, keys by the
     key rules, prefixes likewise except that ``""`` (every key) is allowed. InvalidArgument names
     the field."""
@@ -110,6 +132,7 @@ def watch_spec(limits: Limits, prefixes: Sequence[str], keys: Sequence[str]) -> 
     return WatchSpec(
         tuple(dict.fromkeys(checked)),
         frozenset(limits.key(f"keys[{i}]", k) for i, k in enumerate(keys)),
+        values,
     )
 
 
@@ -135,15 +158,20 @@ class Watcher:
     reads :meth:`notices`. Nothing is queued before ``ready``: until then the client caches nothing.
     """
 
-    def __init__(self, spec: WatchSpec, buffer: int = STREAM_BUFFER) -> None:
+    def __init__(
+        self, spec: WatchSpec, buffer: int = STREAM_BUFFER, buffer_bytes: int = STREAM_BUFFER_BYTES
+    ) -> None:
         self.spec = spec
+        self.values = spec.values
         self._every = "" in spec.prefixes
         self._prefixes = tuple(p for p in spec.prefixes if p)
         self._buffer = max(1, buffer)
+        self._buffer_bytes = buffer_bytes
+        self._bytes = 0  # of the pushed values in _pending
         self.started = False  # ready is queued or sent: from then on every change is passed on
         self._ready_due = False
         self._flush: str | None = None  # a flush due before everything in _pending
-        self._pending: deque[tuple[str, int]] = deque()  # (key, version), in arrival order
+        self._pending: deque[tuple[str, int, Pushed | None]] = deque()  # in arrival order
         self._wake = asyncio.Event()
         self._error: CoordError | None = None
         self._sequence = 0
@@ -157,19 +185,25 @@ class Watcher:
             self.started = self._ready_due = True
             self._wake.set()
 
-    def invalidate(self, key: str, version: int) -> None:
+    def invalidate(self, key: str, version: int, pushed: Pushed | None = None) -> None:
         if not self.started:
             return
-        if len(self._pending) >= self._buffer:
+        if pushed is not None:
+            if self.values:
+                self._bytes += len(pushed.value)
+            else:
+                pushed = None
+        if len(self._pending) >= self._buffer or self._bytes > self._buffer_bytes:
             self.flush(FLUSH_TOO_SLOW)  # this change is covered by the flush
             return
-        self._pending.append((key, version))
+        self._pending.append((key, version, pushed))
         self._wake.set()
 
     def flush(self, reason: str) -> None:
         if not self.started:
             return
         self._pending.clear()  # moot: the client drops everything anyway
+        self._bytes = 0
         self._flush = reason
         self.flushes += 1
         self._wake.set()
@@ -192,6 +226,7 @@ class Watcher:
 
     def _next(self) -> Notice | None:
         """The next message to send (numbered now, so that numbers have no holes), if any."""
+        pushed: Pushed | None = None
         if self._ready_due:
             self._ready_due = False
             kind, key, version, reason = Kind.READY, "", 0, ""
@@ -199,12 +234,26 @@ class Watcher:
             kind, key, version, reason = Kind.FLUSH, "", 0, self._flush
             self._flush = None
         elif self._pending:
-            key, version = self._pending.popleft()
+            key, version, pushed = self._pending.popleft()
             kind, reason = Kind.INVALIDATION, ""
+            if pushed is not None:
+                self._bytes -= len(pushed.value)
         else:
             return None
         self._sequence += 1
-        return Notice(self._sequence, kind, key, version, reason)
+        return Notice(self._sequence, kind, key, version, reason, pushed)
+
+
+def _read_pushed(data: bytes) -> tuple[int, str, Pushed] | None:
+    """A message of set.lua that carries the entry: (version, entry key, entry); None if malformed."""
+    try:
+        version, expire_ms, compute_ms, length, rest = data[1:].split(b" ", 4)
+        size = int(length)
+        if not 0 < size <= len(rest):
+            return None
+        return int(version), rest[:size].decode(), Pushed(rest[size:], int(expire_ms), int(compute_ms))
+    except ValueError:  # also UnicodeDecodeError, and too few fields
+        return None
 
 
 _HUBS: weakref.WeakKeyDictionary[RedisBackend, list[InvalidationHub]] = weakref.WeakKeyDictionary()
@@ -359,6 +408,9 @@ class InvalidationHub:
                 raise BackendUnavailable(f"no probe came back within {probe_timeout:g}s")
 
     def _dispatch(self, data: bytes) -> None:
+        if data[:1] == _PUSHED:
+            self._dispatch_pushed(data)
+            return
         version_text, _, entry = data.partition(b" ")
         if version_text == _FLUSH:
             # ``flush <reason>`` (InvalidateTags): the changed keys are not known, every stream drops
@@ -374,15 +426,31 @@ class InvalidationHub:
         except ValueError:  # also UnicodeDecodeError
             pass
         if key is None:
-            # Every message here comes from a cache script; one that cannot be read may have been an
-            # invalidation of anything: the streams drop everything rather than miss it.
-            log.warning("unreadable cache invalidation %r; flushing the near caches", data[:200])
-            for watcher in self._watchers:
-                watcher.flush(FLUSH_UNREADABLE)
+            self._unreadable(data)
             return
         for watcher in self._watchers:
             if watcher.wants(key):
                 watcher.invalidate(key, version)
+
+    def _dispatch_pushed(self, data: bytes) -> None:
+        """``=<version> <expiry ms> <compute time ms> <key length> <entry key><value>`` (set.lua)."""
+        read = _read_pushed(data)
+        key = self._keys.key_of(read[1]) if read is not None else None
+        if read is None or key is None:
+            self._unreadable(data)
+            return
+        version, _, pushed = read
+        for watcher in self._watchers:
+            if watcher.wants(key):
+                watcher.invalidate(key, version, pushed)
+
+    def _unreadable(self, data: bytes) -> None:
+        # Every message here comes from a cache script; one that cannot be read may have been an
+        # invalidation of anything: the streams drop everything rather than miss it. (Only its
+        # length is logged: it may hold a cached value.)
+        log.warning("unreadable cache invalidation (%d bytes); flushing the near caches", len(data))
+        for watcher in self._watchers:
+            watcher.flush(FLUSH_UNREADABLE)
 
     def _confirmed(self) -> None:
         """The subscription is confirmed: new streams are ready, older ones told they may have

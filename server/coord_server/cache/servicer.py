@@ -141,7 +141,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     ) -> AsyncIterator[cache_pb2.WatchInvalidationsResponse]:
         if self.invalidations is None:
             raise watching_off()
-        spec = watch_spec(self._limits, request.prefixes, request.keys)
+        spec = watch_spec(self._limits, request.prefixes, request.keys, request.values)
         async for notice in self.invalidations.get().watch(spec):
             yield _notice_pb(notice)
 
@@ -240,9 +240,14 @@ def _entry_pb(entry: Entry) -> cache_pb2.Entry:
 
 def _notice_pb(notice: Notice) -> cache_pb2.WatchInvalidationsResponse:
     if notice.kind is Kind.INVALIDATION:
+        pushed = notice.pushed
+        entry = None
+        if pushed is not None:  # the entry the Set left, as a Get would return it
+            left = Entry(notice.key, True, pushed.value, notice.version, pushed.expire_ms, pushed.compute_ms)
+            entry = _entry_pb(left)
         return cache_pb2.WatchInvalidationsResponse(
             sequence=notice.sequence,
-            invalidation=cache_pb2.Invalidation(key=notice.key, version=notice.version),
+            invalidation=cache_pb2.Invalidation(key=notice.key, version=notice.version, entry=entry),
         )
     if notice.kind is Kind.FLUSH:
         return cache_pb2.WatchInvalidationsResponse(

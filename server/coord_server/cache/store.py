@@ -141,12 +141,15 @@ class CacheStore:
         leases: LeaseWaiting = DEFAULT_LEASE_WAITING,
         tag_ttl_ms: int = DEFAULT_TAG_TTL_MS,
         prefix_rules: PrefixRules = DEFAULT_RULES,
+        push_value_max: int = 0,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._tombstone_ttl_ms = tombstone_ttl_ms
         # Where writes publish their invalidations ('' when off: the scripts then publish nothing).
         self._channel = keys.invalidations() if invalidations else ""
+        # Sets of values up to this size publish the entry with the invalidation (0: never).
+        self._push_value_max = push_value_max if invalidations else 0
         self._get = scripts["get"]
         self._set = scripts["set"]
         self._delete = scripts["delete"]
@@ -245,11 +248,19 @@ class CacheStore:
             item.lease_token,
         ]
         # Optional arguments, sent only up to the last one used: a plain write sends eight.
-        extra: list[ScriptArg] = [tags, item.stale_grace_ms, item.compute_ms]
+        extra: list[ScriptArg] = [tags, item.stale_grace_ms, item.compute_ms, self._push_limit(item)]
         while extra and not extra[-1]:
             extra.pop()
         args += extra
         return ScriptCall(self._set, self._keys.all(item.key), args)
+
+    def _push_limit(self, item: SetItem) -> int:
+        """The largest value set.lua publishes with the invalidation (0: none): never for a tagged
+        entry or a key with namespaces, whose readers check generations that a Set racing with an
+        invalidation of them may have missed (the near cache would keep what a Get calls a miss)."""
+        if not self._push_value_max or item.tags or self.prefixes.rules.of(item.key):
+            return 0
+        return self._push_value_max
 
     async def _tag_fields(self, items: Sequence[SetItem]) -> list[str]:
         """Field t for each of ``items`` ('' when untagged): the current generations of their tags,

@@ -4,6 +4,9 @@
 //	{"ops_per_s":41234.5,"calls":412345,"errors":0,"concurrency":64,"seconds":10.0}
 //
 // Usage: coord-bench [-target host:port] [-c 64] [-d 10s] (the target defaults to $COORD_TARGET).
+//
+// With -write PREFIX it is another client's writer instead (see write.go): coord-bench -write hot:
+// [-size 100] [-ttl 10m] [-c 16] reads key numbers on stdin and answers each Set done on stdout.
 package main
 
 import (
@@ -37,6 +40,9 @@ func main() {
 	concurrency := flag.Int("c", 64, "calls in flight at once")
 	duration := flag.Duration("d", 10*time.Second, "how long to run")
 	key := flag.String("key", "coord-bench", "the cache key read")
+	write := flag.String("write", "", "be a writer of keys with this prefix, numbered on stdin")
+	size := flag.Int("size", 100, "-write: bytes per value")
+	ttl := flag.Duration("ttl", 10*time.Minute, "-write: TTL of each write")
 	flag.Parse()
 	if *concurrency < 1 || *duration <= 0 {
 		log.Fatal("-c must be at least 1 and -d positive")
@@ -46,6 +52,13 @@ func main() {
 		log.Fatal(err)
 	}
 	defer conn.Close()
+	if *write != "" {
+		w := writer{cachev1.NewCacheServiceClient(conn), *write, make([]byte, *size), *ttl, *concurrency}
+		if err := w.serve(context.Background(), os.Stdin, os.Stdout); err != nil { // unbuffered
+			log.Fatal(err)
+		}
+		return
+	}
 	res, err := run(context.Background(), cachev1.NewCacheServiceClient(conn), *key, *concurrency, *duration)
 	if err != nil {
 		log.Fatal(err)

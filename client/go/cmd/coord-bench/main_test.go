@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,36 @@ import (
 
 // TestRun runs the benchmark briefly against COORD_TARGET and checks what it counts, not how fast.
 func TestRun(t *testing.T) {
+	res, err := run(context.Background(), dial(t), "coord-bench:"+t.Name(), 4, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls == 0 || res.Errors != 0 || res.Concurrency != 4 || res.OpsPerS <= 0 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// TestWrite hands the writer three key numbers and a bad line: three Sets answered, then the error.
+func TestWrite(t *testing.T) {
+	cache := dial(t)
+	prefix := "coord-bench:" + t.Name() + ":"
+	w := writer{cache, prefix, []byte("abc"), time.Minute, 2}
+	var out strings.Builder
+	err := w.serve(context.Background(), strings.NewReader("1\n2\n3\nfour\n"), &out)
+	if err == nil || !strings.Contains(err.Error(), `bad key number "four"`) {
+		t.Fatalf("want the bad line's error, got %v", err)
+	}
+	if out.String() != "..." {
+		t.Fatalf("want three answers, got %q", out.String())
+	}
+	got, err := cache.Get(context.Background(), &cachev1.GetRequest{Key: prefix + "0002"})
+	if err != nil || string(got.GetEntry().GetValue()) != "abc" {
+		t.Fatalf("key 2 was not written: %v %v", got, err)
+	}
+}
+
+// dial connects to COORD_TARGET, closed when the test ends; the test is skipped without it.
+func dial(t *testing.T) cachev1.CacheServiceClient {
 	target := os.Getenv("COORD_TARGET")
 	if target == "" {
 		t.Skip("COORD_TARGET is not set: needs a live Coord server")
@@ -20,12 +51,6 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	res, err := run(context.Background(), cachev1.NewCacheServiceClient(conn), "coord-bench:"+t.Name(), 4, 200*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Calls == 0 || res.Errors != 0 || res.Concurrency != 4 || res.OpsPerS <= 0 {
-		t.Fatalf("%+v", res)
-	}
+	t.Cleanup(func() { conn.Close() })
+	return cachev1.NewCacheServiceClient(conn)
 }

@@ -15,6 +15,10 @@
   expiry, a stale value that only a GetOrLease serving stale values returns (get_or_lease.lua)
   ARGV[11] optional, compute time ms (0 or absent = none, < 2^32): how long the value took to compute,
   stored for callers that refresh early (XFetch)
+  ARGV[12] optional, push limit in bytes (0 or absent = none): a stored write of an untagged value of at
+  most this many bytes publishes the entry itself instead, for the near caches that keep values:
+  '=<version> <expiry ms> <compute time ms> <length of KEYS[1]> <KEYS[1]><value>' (the server sends 0
+  for a key that has namespaces: the reader would have generations to check)
   Returns {outcome, version, expire_ms, fencing_token}: outcome 1 stored | 2 already exists | 3 not found
         | 4 version mismatch | 5 fenced (a higher token for that lock was accepted before; nothing written)
         | 6 lease lost (ARGV[8] is not the current lease; nothing written). A stored write ends the
@@ -30,11 +34,13 @@
 local value, ttl, cond, expected = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local lock, token, channel, lease = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local tags, grace, cost = ARGV[9] or '', tonumber(ARGV[10] or '0'), tonumber(ARGV[11] or '0')
+local push = tonumber(ARGV[12] or '0')
 if not value or not ttl or ttl < 1 or not (cond == '0' or cond == '1' or cond == '2' or cond == '3')
     or not expected or not lock or (lock ~= '' and not token) or not channel or not lease
-    or not grace or grace < 0 or grace >= 4294967296 or not cost or cost < 0 or cost >= 4294967296 then
+    or not grace or grace < 0 or grace >= 4294967296 or not cost or cost < 0 or cost >= 4294967296
+    or not push then
   return redis.error_reply('ERR set: needs value, ttl ms >= 1, condition 0..3, version, fence, channel, '
-    .. 'lease, grace and compute time < 2^32 ms')
+    .. 'lease, grace and compute time < 2^32 ms, push limit')
 end
 local now_ms, now_us = e_clock()
 local e = entry_read(KEYS[1], false)
@@ -80,6 +86,11 @@ if tomb then
   redis.call('DEL', KEYS[2])
 end
 if channel ~= '' then  -- in the script: in order with every other write to this key
-  redis.call('PUBLISH', channel, string.format('%.0f', ver) .. ' ' .. KEYS[1])
+  if tags == '' and #value <= push then
+    redis.call('PUBLISH', channel, string.format('=%.0f %.0f %d %d ', ver, new.x, cost, #KEYS[1])
+      .. KEYS[1] .. value)
+  else
+    redis.call('PUBLISH', channel, string.format('%.0f', ver) .. ' ' .. KEYS[1])
+  end
 end
 return {1, ver, new.x, token, lease_end(true)}
