@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -76,17 +77,24 @@ class _OtherClient:
     :meth:`hand` sends it the number of a key to write and waits only while ``BACKLOG`` writes are
     handed over and not yet done."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         self._proc = proc
+        self._name = name
         self._room = asyncio.Semaphore(BACKLOG)  # one wake-up per write done, first come first served
         self._acks = asyncio.create_task(self._read_acks())
 
     @classmethod
     async def start(cls, command: list[str]) -> _OtherClient:
         proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+            # One thread runs Go code: with more, idle threads spin looking for work between writes,
+            # CPU taken from the server on a small machine.
+            env={**os.environ, "GOMAXPROCS": "1"},
         )
-        return cls(proc)
+        return cls(proc, " ".join(command[:3]))
 
     @staticmethod
     async def coord(target: str) -> tuple[str, list[str]]:
@@ -115,11 +123,11 @@ class _OtherClient:
         try:
             while chunk := await self._proc.stdout.read(4096):
                 if b"!" in chunk:
-                    raise RuntimeError("the other client's write failed (see its stderr)")
+                    raise RuntimeError(f"a write of the other client ({self._name}) failed (see its stderr)")
                 for _ in range(len(chunk)):
                     self._room.release()
             code = await self._proc.wait()
-            raise RuntimeError(f"the other client's process ended (exit status {code})")
+            raise RuntimeError(f"the other client ({self._name}) ended (exit status {code})")
         finally:
             for _ in range(BACKLOG):  # every reader waiting for room finds the error
                 self._room.release()
