@@ -1,9 +1,9 @@
 """Another client's writes, in a process of its own: ``python -m bench._writer coord|redis TARGET
-PREFIX COUNT VALUE_BYTES TTL_S WRITERS``.
+PREFIX VALUE_BYTES TTL_S WRITERS``.
 
 A benchmark that measures reads while another client writes (bench.near_cache) hands its writes to
-this process: each line on stdin is the number of a key (``PREFIX`` and the number as four digits,
-below ``COUNT``) to write once with a value of ``VALUE_BYTES`` bytes, and each write done is answered
+this process: each line on stdin is the number of a key (``PREFIX`` and the number as four digits)
+to write once with a value of ``VALUE_BYTES`` bytes, and each write done is answered
 with one byte on stdout (``.``; ``!`` when it failed, after which the process ends). ``WRITERS``
 tasks write at once. The writes go through Coord's generated Python stub (``coord``: ``Set`` over
 gRPC, a channel of its own) or redis-py (``redis``: ``SET PX``), so that the other client costs the
@@ -52,8 +52,7 @@ async def _serve(write: Callable[[str], Awaitable[object]], prefix: str, writers
 
 
 async def _main(argv: list[str]) -> None:
-    kind, target, prefix, count, value_bytes, ttl_s, writers = argv
-    del count  # the reader only hands numbers below it
+    kind, target, prefix, value_bytes, ttl_s, writers = argv
     value = b"v" * int(value_bytes)
     ttl = int(ttl_s)
     if kind == "coord":

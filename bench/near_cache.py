@@ -53,7 +53,7 @@ VALUE = b"v" * 100
 TTL_S = 600
 WRITE_EVERY = 100  # one write by another client per this many reads (1%)
 WRITERS = 16  # writes the other client makes at once
-BACKLOG = 64  # writes handed over and not yet started before a reader waits
+BACKLOG = 64  # writes handed over and not yet done before a reader waits
 LATENCY_KEYS = 1000
 READY_WITHIN = 10.0  # seconds the near cache's stream has to become ready
 ROOT = Path(__file__).resolve().parent.parent  # where ``python -m bench._writer`` runs
@@ -68,7 +68,7 @@ async def _ready(near: NearCache) -> None:
 
 
 def _python_writer(kind: str, target: str) -> list[str]:
-    args = ["hot:", str(HOT), str(len(VALUE)), str(TTL_S), str(WRITERS)]
+    args = ["hot:", str(len(VALUE)), str(TTL_S), str(WRITERS)]
     return [sys.executable, "-m", "bench._writer", kind, target, *args]
 
 
