@@ -11,9 +11,11 @@ waited for 64 busy readers to yield and held them up in turn.) Coord:
 ``AsyncClient(near_cache=NearCache(prefixes=["hot:"]))`` reads (a hit is answered from memory; an
 invalidation that carries the new entry replaces the held one; one that does not makes the next
 read go to Coord); the other client makes plain Sets (the Set, its Lua script and its PUBLISH) with
-client/go's ``coord-bench -write`` when Go is installed, else with Python's generated stub
-(bench._writer): on a 2-core machine every microsecond the other client spends is taken from the
-server, and a production writer runs elsewhere. Baseline: redis-py asyncio ``GET`` of the same keys
+client/go's ``coord-bench -write -stream`` when Go is installed (over one SetStream, the form a
+process that writes often uses: a stream message costs the server about a quarter less than a unary
+call), else with Python's generated stub (bench._writer, unary Set): on a 2-core machine every
+microsecond the other client spends is taken from the server, and a production writer runs
+elsewhere. Baseline: redis-py asyncio ``GET`` of the same keys
 as plain strings, and ``SET PX`` by the other client through redis-py (at the baseline's rate, a few
 hundred a second, it costs little). Only reads are counted. The Coord row also reports the near
 cache's hit ratio, the entries replaced in place over its rounds, and which other client wrote.
@@ -103,7 +105,7 @@ class _OtherClient:
         go = await asyncio.to_thread(go_bench, target)
         if go is not None:
             sizes = ["-size", str(len(VALUE)), "-ttl", f"{TTL_S}s", "-c", str(WRITERS)]
-            return "Go module", [str(go), "-write", "hot:", *sizes, "-target", target]
+            return "Go module", [str(go), "-write", "hot:", *sizes, "-stream", "-target", target]
         return "Python stub", _python_writer("coord", target)
 
     @staticmethod

@@ -7,9 +7,9 @@ first calls :meth:`Streams.end`: every open stream is ended at once and its clie
 shutting down (UNAVAILABLE, reason SERVER_SHUTTING_DOWN, with RetryInfo), so that it resumes on
 another server. How a stream ends depends on what it does:
 
-- a stream that answers requests (answer_each: GetStream, CheckStream, CheckBatchStream) *drains*:
-  it stops reading, answers what it has read, then ends; a request left without an answer was never
-  applied, so the client may send it again elsewhere;
+- a stream that answers requests (answer_each: GetStream, SetStream, CheckStream, CheckBatchStream)
+  *drains*: it stops reading, answers what it has read, then ends; a request left without an answer
+  was never applied, so the client may send it again elsewhere;
 - any other stream (a subscription, a lease) is cancelled: its own cleanup runs as when its client
   goes away (a Hold releases its lock, a Consume's unacknowledged events are delivered again).
 

@@ -44,7 +44,7 @@ REQUIRED = {
         "TestSessionLifecycle",
     },
     "coord": {"TestErrorOfReadsEveryDetail", "TestCursorsFollowFrames"},
-    "cmd/coord-bench": {"TestRun", "TestWrite"},
+    "cmd/coord-bench": {"TestRun", "TestWrite", "TestWriteStream"},
 }
 _GO_BLOCK = re.compile(r"^```go\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
+from google.rpc import status_pb2
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
 from coord.common.v1 import errors_pb2
@@ -27,6 +29,7 @@ _MAX_LEASE_TOKEN = 256
 # Lua compares fencing tokens as doubles: exact only below 2^53 (Coord's own tokens are far below).
 _MAX_FENCING_TOKEN = 2**53 - 1
 _GET_STREAM = "CacheServicer.GetStream"
+_SET_STREAM = "CacheServicer.SetStream"
 # The most bytes one Entry adds to a BatchGetResponse besides its key and value: the field tag and
 # length of the entry (5), of its key (3) and value (5), found (2), version (11), expire_time (19),
 # compute_time (13: below 2^32 ms).
@@ -58,13 +61,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, requests: AsyncIterator[cache_pb2.GetStreamRequest], context: Ctx
     ) -> AsyncIterator[cache_pb2.GetStreamResponse]:
         async for request, response, error in answer_each(requests, self._get_streamed, _GET_STREAM):
-            if error is None:
-                yield cache_pb2.GetStreamResponse(request_id=request.request_id, get=response)
-            else:
-                failure = errors_pb2.StreamError(
-                    code=error.code, message=error.message, details=error.details
-                )
-                yield cache_pb2.GetStreamResponse(request_id=request.request_id, error=failure)
+            yield cache_pb2.GetStreamResponse(
+                request_id=request.request_id, **_result("get", response, error)
+            )
 
     async def _get_streamed(self, request: cache_pb2.GetStreamRequest) -> cache_pb2.GetResponse:
         return await self._get(request.get)
@@ -91,6 +90,18 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     @rpc
     async def Set(self, request: cache_pb2.SetRequest, context: Ctx) -> cache_pb2.SetResponse:
         return _set_pb(await self._stores.get().set(self._set_item("", request)))
+
+    @stream_rpc
+    async def SetStream(
+        self, requests: AsyncIterator[cache_pb2.SetStreamRequest], context: Ctx
+    ) -> AsyncIterator[cache_pb2.SetStreamResponse]:
+        async for request, response, error in answer_each(requests, self._set_streamed, _SET_STREAM):
+            yield cache_pb2.SetStreamResponse(
+                request_id=request.request_id, **_result("set", response, error)
+            )
+
+    async def _set_streamed(self, request: cache_pb2.SetStreamRequest) -> cache_pb2.SetResponse:
+        return _set_pb(await self._stores.get().set(self._set_item("", request.set)))
 
     @rpc
     async def BatchSet(self, request: cache_pb2.BatchSetRequest, context: Ctx) -> cache_pb2.BatchSetResponse:
@@ -236,6 +247,15 @@ def _entry_pb(entry: Entry) -> cache_pb2.Entry:
         expire_time=timestamp_ms(entry.expire_ms),
         compute_time=duration_of_ms(entry.compute_ms) if entry.compute_ms else None,
     )
+
+
+def _result(field: str, response: Message | None, error: status_pb2.Status | None) -> dict[str, Any]:
+    """The ``result`` of a GetStream or SetStream answer: ``field`` set to the response, or ``error``
+    to the status the unary call would have failed with."""
+    if error is None:
+        assert response is not None
+        return {field: response}
+    return {"error": errors_pb2.StreamError(code=error.code, message=error.message, details=error.details)}
 
 
 def _notice_pb(notice: Notice) -> cache_pb2.WatchInvalidationsResponse:

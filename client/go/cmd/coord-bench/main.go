@@ -6,7 +6,7 @@
 // Usage: coord-bench [-target host:port] [-c 64] [-d 10s] (the target defaults to $COORD_TARGET).
 //
 // With -write PREFIX it is another client's writer instead (see write.go): coord-bench -write hot:
-// [-size 100] [-ttl 10m] [-c 16] reads key numbers on stdin and answers each Set done on stdout.
+// [-size 100] [-ttl 10m] [-c 16] [-stream] reads key numbers on stdin and answers each Set done on stdout.
 package main
 
 import (
@@ -43,6 +43,7 @@ func main() {
 	write := flag.String("write", "", "be a writer of keys with this prefix, numbered on stdin")
 	size := flag.Int("size", 100, "-write: bytes per value")
 	ttl := flag.Duration("ttl", 10*time.Minute, "-write: TTL of each write")
+	stream := flag.Bool("stream", false, "-write: over one SetStream instead of unary Set calls")
 	flag.Parse()
 	if *concurrency < 1 || *duration <= 0 {
 		log.Fatal("-c must be at least 1 and -d positive")
@@ -53,7 +54,7 @@ func main() {
 	}
 	defer conn.Close()
 	if *write != "" {
-		w := writer{cachev1.NewCacheServiceClient(conn), *write, make([]byte, *size), *ttl, *concurrency}
+		w := writer{cachev1.NewCacheServiceClient(conn), *write, make([]byte, *size), *ttl, *concurrency, *stream}
 		if err := w.serve(context.Background(), os.Stdin, os.Stdout); err != nil { // unbuffered
 			log.Fatal(err)
 		}

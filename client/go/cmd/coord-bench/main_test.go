@@ -24,9 +24,18 @@ func TestRun(t *testing.T) {
 
 // TestWrite hands the writer three key numbers and a bad line: three Sets answered, then the error.
 func TestWrite(t *testing.T) {
+	testWrite(t, false)
+}
+
+// TestWriteStream is TestWrite with the writes over one SetStream.
+func TestWriteStream(t *testing.T) {
+	testWrite(t, true)
+}
+
+func testWrite(t *testing.T, stream bool) {
 	cache := dial(t)
 	prefix := "coord-bench:" + t.Name() + ":"
-	w := writer{cache, prefix, []byte("abc"), time.Minute, 2}
+	w := writer{cache, prefix, []byte("abc"), time.Minute, 2, stream}
 	var out strings.Builder
 	err := w.serve(context.Background(), strings.NewReader("1\n2\n3\nfour\n"), &out)
 	if err == nil || !strings.Contains(err.Error(), `bad key number "four"`) {
