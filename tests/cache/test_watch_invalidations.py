@@ -27,6 +27,7 @@ from coord_server.cache.invalidations import (
     FLUSH_UNREADABLE,
     InvalidationHub,
     Kind,
+    Notice,
     Pushed,
     Watcher,
     WatchSpec,
@@ -510,3 +511,107 @@ def test_a_pushed_value_is_read_back_exactly() -> None:
     key, version, pushed = asyncio.run(scenario())
     assert (key, version) == ("a key {with} spaces", 17)
     assert pushed == Pushed(b"bytes with spaces \x00 and = signs", 1700000000123, 250)
+
+
+# -- batches: the invalidations waiting for a stream that asked for them go as one message ----------
+
+
+def _drain(watcher: Watcher, count: int) -> list[Notice]:
+    async def scenario() -> list[Notice]:
+        notices = watcher.notices()
+        out = [await anext(notices) for _ in range(count)]
+        await notices.aclose()
+        return out
+
+    return asyncio.run(scenario())
+
+
+def test_waiting_invalidations_go_as_one_batch_in_order_to_a_stream_that_asks() -> None:
+    pushed = Pushed(b"v", 1, 0)
+    batched = Watcher(WatchSpec(("",), frozenset(), values=True, batch=True))
+    single = Watcher(WatchSpec(("",), frozenset(), values=True))
+    for watcher in (batched, single):
+        watcher.ready()
+        watcher.invalidate("a", 1, pushed)
+        watcher.invalidate("b", 2)
+        watcher.invalidate("a", 3, pushed)
+    ready, batch = _drain(batched, 2)
+    assert (ready.sequence, ready.kind) == (1, Kind.READY)
+    assert (batch.sequence, batch.kind) == (2, Kind.BATCH)
+    assert batch.batch == (("a", 1, pushed), ("b", 2, None), ("a", 3, pushed))
+    # Without asking: one message per change, numbered on.
+    said = _drain(single, 4)
+    assert [(n.sequence, n.kind, n.key, n.version) for n in said] == [
+        (1, Kind.READY, "", 0),
+        (2, Kind.INVALIDATION, "a", 1),
+        (3, Kind.INVALIDATION, "b", 2),
+        (4, Kind.INVALIDATION, "a", 3),
+    ]
+
+
+def test_a_lone_invalidation_is_not_held_back_for_a_batch() -> None:
+    watcher = Watcher(WatchSpec(("",), frozenset(), batch=True))
+    watcher.ready()
+    watcher.invalidate("only", 7)
+    _, alone = _drain(watcher, 2)
+    assert (alone.sequence, alone.kind, alone.key, alone.version, alone.batch) == (
+        2,
+        Kind.INVALIDATION,
+        "only",
+        7,
+        (),
+    )
+
+
+def test_a_batch_is_bounded_in_count_and_in_bytes() -> None:
+    counted = Watcher(WatchSpec(("",), frozenset(), batch=True))
+    counted.ready()
+    for i in range(invalidations.BATCH_MAX + 3):
+        counted.invalidate(f"k{i}", i + 1)
+    _, first, rest = _drain(counted, 3)
+    assert len(first.batch) == invalidations.BATCH_MAX and len(rest.batch) == 3
+    assert [c[1] for c in first.batch + rest.batch] == list(range(1, invalidations.BATCH_MAX + 4))
+
+    third = invalidations.BATCH_BYTES // 3 + 1  # three values pass the bound, two do not
+    big = Pushed(b"x" * third, 1, 0)
+    sized = Watcher(WatchSpec(("",), frozenset(), values=True, batch=True), buffer_bytes=8 * third)
+    sized.ready()
+    for i in range(5):
+        sized.invalidate(f"big{i}", i + 1, big)
+    _, first, rest = _drain(sized, 3)
+    assert [c[0] for c in first.batch] == ["big0", "big1"]
+    assert [c[0] for c in rest.batch] == ["big2", "big3"]  # again two; the last waits for the next
+    assert sized._bytes == third  # what is left waiting is counted: the last one
+
+
+def test_a_batch_comes_whole_and_in_order_over_a_live_stream(
+    coord: CoordUnderTest, channel: grpc.Channel, watches: list[Watch]
+) -> None:
+    stub = cache_pb2_grpc.CacheServiceStub(channel)
+    watch = Watch(stub, prefixes=["bat"], values=True, batch=True)  # no namespace: values pushed
+    watches.append(watch)
+    watch.ready()
+    with grpc.insecure_channel(coord.target) as other:
+        writer = cache_pb2_grpc.CacheServiceStub(other)
+        # One BatchSet: its writes publish back to back, so the stream is sent batches when busy.
+        requests = [pb.SetRequest(key=f"bat{i % 5}", value=b"%d" % i, ttl=TTL) for i in range(200)]
+        stored = writer.BatchSet(pb.BatchSetRequest(requests=requests))
+    changes: list[pb.Invalidation] = []
+    sequences = []
+    while len(changes) < 200:
+        message = watch.next()
+        sequences.append(message.sequence)
+        kind = message.WhichOneof("kind")
+        assert kind in ("invalidation", "batch"), message
+        if kind == "batch":
+            assert len(message.batch.invalidations) >= 2
+            changes.extend(message.batch.invalidations)
+        else:
+            changes.append(message.invalidation)
+    # The burst went in batches: far fewer messages than changes (3 to 27 of them were seen).
+    assert len(sequences) < 100, f"{len(sequences)} messages for 200 changes"
+    assert len(changes) == 200 and sequences == list(range(2, 2 + len(sequences)))
+    for i in range(5):  # each key's changes in the order they were made, each with its entry
+        mine = [c for c in changes if c.key == f"bat{i}"]
+        assert [c.version for c in mine] == [r.version for r in stored.responses[i::5]]
+        assert [c.entry.value for c in mine] == [b"%d" % n for n in range(i, 200, 5)]

@@ -478,6 +478,45 @@ def test_a_carried_entry_never_undoes_this_clients_own_write() -> None:
     assert not isinstance(near.read("k"), Entry)
 
 
+def test_a_batch_is_applied_in_order_as_its_changes_one_by_one() -> None:
+    near = NearCache()
+    _ready(near)
+    assert near.request().batch  # the stream asks for batches
+    for key in ("a", "b", "c"):
+        near.settle(
+            near.read(key), Entry(key, True, b"held", 5, datetime.fromtimestamp(time.time() + 60, UTC))
+        )
+
+    def carried(key: str, version: int) -> cache_pb2.Invalidation:
+        entry = cache_pb2.Entry(key=key, found=True, value=b"v%d" % version, version=version)
+        entry.expire_time.FromDatetime(datetime.fromtimestamp(time.time() + 60, UTC))
+        return cache_pb2.Invalidation(key=key, version=version, entry=entry)
+
+    changes = [
+        carried("a", 6),
+        carried("a", 7),  # a later change of the same key in the same batch: the newest is kept
+        cache_pb2.Invalidation(key="b", version=0),  # deleted: dropped
+        carried("c", 9),
+    ]
+    near.received(
+        cache_pb2.WatchInvalidationsResponse(
+            sequence=2, batch=cache_pb2.InvalidationBatch(invalidations=changes)
+        )
+    )
+    a, b, c = near.read("a"), near.read("b"), near.read("c")
+    assert isinstance(a, Entry) and (a.value, a.version) == (b"v7", 7)
+    assert not isinstance(b, Entry)
+    near.settle(b, None)
+    assert isinstance(c, Entry) and c.version == 9
+    stats = near.stats
+    assert (stats.invalidations, stats.updates, stats.flushes) == (4, 3, 0)
+    # The batch took one sequence number: the next message is 3, no hole.
+    near.received(
+        cache_pb2.WatchInvalidationsResponse(sequence=3, invalidation=cache_pb2.Invalidation(key="z"))
+    )
+    assert near.stats.flushes == 0 and near.stats.entries == 2
+
+
 def test_a_hole_in_the_numbering_drops_everything() -> None:
     near = NearCache()
     _ready(near)

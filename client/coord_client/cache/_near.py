@@ -16,7 +16,9 @@ key, from any client through any Coord server, numbered 1, 2, 3...
 - Entries are kept only while the stream is ready, and only for watched keys. Until then, and from
   the moment the stream breaks until a new one is ready, every read goes to the server.
 - An invalidation drops its key; a flush, a hole in the numbering or the end of the stream drops
-  everything. The stream reconnects by itself (backing off from 50 ms to 2 s).
+  everything. The stream reconnects by itself (backing off from 50 ms to 2 s). It asks for batches:
+  a busy server sends the invalidations waiting for it as one message, applied in order, each as if
+  it had come alone.
 - New values in place (``values=True``, the default): the stream asks for the new entry with each
   invalidation of a Set that can carry one (a small untagged value; see the server's
   COORD_CACHE_PUSH_VALUE_MAX). Such an entry replaces the key's local entry when it is newer than it
@@ -342,7 +344,7 @@ class NearCache:
 
     def request(self) -> cache_pb2.WatchInvalidationsRequest:
         return cache_pb2.WatchInvalidationsRequest(
-            prefixes=list(self.prefixes), keys=sorted(self.keys), values=self.values
+            prefixes=list(self.prefixes), keys=sorted(self.keys), values=self.values, batch=True
         )
 
     def opened(self, first: bool) -> None:
@@ -367,12 +369,10 @@ class NearCache:
                 self._drop_all()
             self._expected = message.sequence + 1
             if kind == "invalidation":
-                self._invalidations += 1
-                invalidation = message.invalidation
-                if invalidation.HasField("entry"):
-                    self._update(invalidation.key, invalidation.entry)
-                else:
-                    self._invalidate(invalidation.key)
+                self._apply(message.invalidation)
+            elif kind == "batch":  # several, in order (a busy stream: the request asks for batches)
+                for invalidation in message.batch.invalidations:
+                    self._apply(invalidation)
             elif kind == "flush":
                 self._flushes += 1
                 self._drop_all()
@@ -416,6 +416,13 @@ class NearCache:
             self._bytes -= oldest.size
             self._evictions += 1
         return key in self._entries
+
+    def _apply(self, invalidation: cache_pb2.Invalidation) -> None:
+        self._invalidations += 1
+        if invalidation.HasField("entry"):
+            self._update(invalidation.key, invalidation.entry)
+        else:
+            self._invalidate(invalidation.key)
 
     def _remove(self, key: str) -> None:
         local = self._entries.pop(key, None)

@@ -38,6 +38,11 @@ for, every stream is told to drop everything (``flush``):
   sent; past that its buffer is dropped and a flush queued instead. The stream is not ended, and
   its memory stays bounded however slow it is.
 
+**Batches.** A stream that asked for ``batch`` is sent every invalidation waiting in its buffer
+when it is next written to (up to ``BATCH_MAX`` of them, ``BATCH_BYTES`` of values) as one message:
+a busy stream costs the server (and its client) one message per burst of changes instead of one per
+change. Nothing is held back to make a batch: a change that finds the stream idle goes alone.
+
 Messages are numbered per stream when sent: 1 (ready), 2, 3... without holes. A flush makes every
 message queued before it moot, so those are dropped when it is queued. The changes of one key come
 in the order they were made. On a Cluster, changes to keys on different nodes may come in another
@@ -70,6 +75,10 @@ log = logging.getLogger(__name__)
 LINGER = 30.0  # seconds the subscription outlives its last watcher
 STREAM_BUFFER = 10_000  # most invalidations one stream holds waiting to be sent, then a flush instead
 STREAM_BUFFER_BYTES = 8 << 20  # most bytes of pushed values one stream holds waiting, likewise
+BATCH_MAX = 512  # most invalidations in one message of a stream that asked for batches
+# Most bytes of pushed values in one batch (besides its first): with keys of at most a few KiB and
+# values of at most 64 KiB (COORD_CACHE_PUSH_VALUE_MAX), a message stays far below gRPC's 4 MiB.
+BATCH_BYTES = 1 << 20
 PROBE_INTERVAL = 5.0  # seconds of silence on the subscription before it is probed
 LOST_GRACE = 2.0  # Redis timeouts a lost subscription has to come back before ready streams end
 RETRY_MIN, RETRY_MAX = 0.05, 2.0  # backoff between subscription attempts, seconds
@@ -86,6 +95,7 @@ class Kind(enum.Enum):
     READY = "ready"
     INVALIDATION = "invalidation"
     FLUSH = "flush"
+    BATCH = "batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,7 @@ class Notice:
     version: int = 0
     reason: str = ""
     pushed: Pushed | None = None  # the entry the change left, for a stream that asked for values
+    batch: tuple[Change, ...] = ()  # Kind.BATCH: the changes, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,10 @@ class Pushed:
     compute_ms: int
 
 
+# One change as a stream holds it: the key, its version after the change, the entry it pushed.
+Change = tuple[str, int, Pushed | None]
+
+
 @dataclass(frozen=True)
 class WatchSpec:
     """What one stream watches: keys equal to one of ``keys`` or starting with one of ``prefixes``."""
@@ -116,10 +131,11 @@ class WatchSpec:
     prefixes: tuple[str, ...]
     keys: frozenset[str]
     values: bool = False  # invalidations carry the entry when the change pushed it
+    batch: bool = False  # the invalidations waiting to be sent go in one message
 
 
 def watch_spec(
-    limits: Limits, prefixes: Sequence[str], keys: Sequence[str], values: bool = False
+    limits: Limits, prefixes: Sequence[str], keys: Sequence[str], values: bool = False, batch: bool = False
 ) -> WatchSpec:
     """The checked request: at least one prefix or key, each list within the batch limit, keys by the
     key rules, prefixes likewise except that ``""`` (every key) is allowed. InvalidArgument names
@@ -133,6 +149,7 @@ def watch_spec(
         tuple(dict.fromkeys(checked)),
         frozenset(limits.key(f"keys[{i}]", k) for i, k in enumerate(keys)),
         values,
+        batch,
     )
 
 
@@ -171,7 +188,7 @@ class Watcher:
         self.started = False  # ready is queued or sent: from then on every change is passed on
         self._ready_due = False
         self._flush: str | None = None  # a flush due before everything in _pending
-        self._pending: deque[tuple[str, int, Pushed | None]] = deque()  # in arrival order
+        self._pending: deque[Change] = deque()  # in arrival order
         self._wake = asyncio.Event()
         self._error: CoordError | None = None
         self._sequence = 0
@@ -233,6 +250,9 @@ class Watcher:
         elif self._flush is not None:
             kind, key, version, reason = Kind.FLUSH, "", 0, self._flush
             self._flush = None
+        elif len(self._pending) > 1 and self.spec.batch:
+            self._sequence += 1
+            return Notice(self._sequence, Kind.BATCH, batch=self._take_batch())
         elif self._pending:
             key, version, pushed = self._pending.popleft()
             kind, reason = Kind.INVALIDATION, ""
@@ -242,6 +262,22 @@ class Watcher:
             return None
         self._sequence += 1
         return Notice(self._sequence, kind, key, version, reason, pushed)
+
+    def _take_batch(self) -> tuple[Change, ...]:
+        """The oldest waiting changes, up to BATCH_MAX of them and BATCH_BYTES of values after the
+        first."""
+        taken: list[Change] = []
+        size = 0
+        pending = self._pending
+        while pending and len(taken) < BATCH_MAX:
+            pushed = pending[0][2]
+            length = 0 if pushed is None else len(pushed.value)
+            if taken and size + length > BATCH_BYTES:
+                break
+            taken.append(pending.popleft())
+            size += length
+        self._bytes -= size
+        return tuple(taken)
 
 
 def _read_pushed(data: bytes) -> tuple[int, str, Pushed] | None:

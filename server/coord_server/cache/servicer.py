@@ -18,7 +18,7 @@ from ..errors import invalid
 from ..metrics.services import CacheLookups
 from ..tenancy import PerTenant
 from ..validation import Limits, duration_within, ttl_within
-from .invalidations import InvalidationHub, Kind, Notice, watch_spec, watching_off
+from .invalidations import InvalidationHub, Kind, Notice, Pushed, watch_spec, watching_off
 from .prefixes import DEFAULT_RULES
 from .store import CacheStore, Condition, Entry, Leased, SetItem, SetResult
 
@@ -152,7 +152,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     ) -> AsyncIterator[cache_pb2.WatchInvalidationsResponse]:
         if self.invalidations is None:
             raise watching_off()
-        spec = watch_spec(self._limits, request.prefixes, request.keys, request.values)
+        spec = watch_spec(self._limits, request.prefixes, request.keys, request.values, request.batch)
         async for notice in self.invalidations.get().watch(spec):
             yield _notice_pb(notice)
 
@@ -258,16 +258,22 @@ def _result(field: str, response: Message | None, error: status_pb2.Status | Non
     return {"error": errors_pb2.StreamError(code=error.code, message=error.message, details=error.details)}
 
 
+def _invalidation_pb(key: str, version: int, pushed: Pushed | None) -> cache_pb2.Invalidation:
+    entry = None
+    if pushed is not None:  # the entry the Set left, as a Get would return it
+        entry = _entry_pb(Entry(key, True, pushed.value, version, pushed.expire_ms, pushed.compute_ms))
+    return cache_pb2.Invalidation(key=key, version=version, entry=entry)
+
+
 def _notice_pb(notice: Notice) -> cache_pb2.WatchInvalidationsResponse:
     if notice.kind is Kind.INVALIDATION:
-        pushed = notice.pushed
-        entry = None
-        if pushed is not None:  # the entry the Set left, as a Get would return it
-            left = Entry(notice.key, True, pushed.value, notice.version, pushed.expire_ms, pushed.compute_ms)
-            entry = _entry_pb(left)
         return cache_pb2.WatchInvalidationsResponse(
-            sequence=notice.sequence,
-            invalidation=cache_pb2.Invalidation(key=notice.key, version=notice.version, entry=entry),
+            sequence=notice.sequence, invalidation=_invalidation_pb(notice.key, notice.version, notice.pushed)
+        )
+    if notice.kind is Kind.BATCH:
+        changes = [_invalidation_pb(*change) for change in notice.batch]
+        return cache_pb2.WatchInvalidationsResponse(
+            sequence=notice.sequence, batch=cache_pb2.InvalidationBatch(invalidations=changes)
         )
     if notice.kind is Kind.FLUSH:
         return cache_pb2.WatchInvalidationsResponse(
