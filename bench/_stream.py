@@ -1,8 +1,8 @@
 """Many concurrent callers over one bidirectional stream, matched by request id.
 
-Coord's streaming forms (``CacheService.GetStream``, ``RateLimitService.CheckStream``) answer each
-message with the same ``request_id``, in completion order. :class:`Multiplexed` turns such a stream
-into an awaitable call, so the harness can drive it with K concurrent workers exactly like a unary
+Coord's streaming forms (``CacheService.GetStream`` and ``SetStream``, ``RateLimitService.CheckStream``)
+answer each message with the same ``request_id``, in completion order. :class:`Multiplexed` turns such
+a stream into an awaitable call, so the harness can drive it with K concurrent workers exactly like a unary
 call: each worker sends a message and waits for the answer that carries its id.
 """
 

@@ -14,6 +14,8 @@ lever" against "Coord without it": a ratio above 1.00x means the lever pays.
   uses 4 channels with their own connections on both sides, since the kernel spreads connections,
   not calls, over the workers.
 - ``levers.get_stream``: cache reads over ``GetStream`` against unary ``Get`` on the same server.
+- ``levers.set_stream``: cache writes over ``SetStream`` against unary ``Set`` on the same server
+  (the form the near-cache benchmark's other client writes in).
 - ``levers.deny_cache``: checks of denied keys with ``COORD_RATELIMIT_DENY_CACHE=1`` (exact denials
   remembered until their retry_after) against the main server, which asks Redis every time.
 
@@ -174,6 +176,30 @@ async def bench_get_stream(env: Env) -> list[Row]:
         )
 
 
+async def bench_set_stream(env: Env) -> list[Row]:
+    keys = _user_keys(KEYS)
+    stub = cache_pb2_grpc.CacheServiceStub(env.coord)
+    ttl = Duration(seconds=60)
+    requests = [cache_pb2.SetRequest(key=k, value=VALUE, ttl=ttl) for k in keys]
+
+    async def unary(i: int) -> None:
+        await stub.Set(requests[i % KEYS])
+
+    async with Multiplexed(stub.SetStream, cache_pb2.SetStreamRequest) as stream:
+
+        async def op(i: int) -> None:
+            answer = await stream.call(set=requests[i % KEYS])
+            if answer.set.outcome != cache_pb2.WRITE_OUTCOME_STORED:
+                raise RuntimeError("a SetStream write was not stored")
+
+        return await compare(
+            env,
+            "lever stream: cache.SetStream",
+            Side("Coord SetStream", op, env.coord_pid),
+            [Side("Coord Set (unary)", unary, env.coord_pid)],
+        )
+
+
 DENIED_KEYS = 1000
 
 
@@ -216,5 +242,6 @@ BENCHMARKS = (
     Benchmark("levers.coalesce", bench_coalesce),
     Benchmark("levers.workers", bench_workers),
     Benchmark("levers.get_stream", bench_get_stream),
+    Benchmark("levers.set_stream", bench_set_stream),
     Benchmark("levers.deny_cache", bench_deny_cache),
 )

@@ -106,7 +106,10 @@ func (w writer) serveStream(ctx context.Context, in io.Reader, out io.Writer) er
 	}
 	slots := make(chan struct{}, w.workers)
 	answered := make(chan error, 1)
+	acks := make(chan byte, w.workers)
+	acked := make(chan struct{})
 	go func() { // the answers, until the server ends the stream or one fails
+		defer close(acks)
 		for {
 			resp, err := stream.Recv()
 			if err == io.EOF {
@@ -117,14 +120,35 @@ func (w writer) serveStream(ctx context.Context, in io.Reader, out io.Writer) er
 				err = fmt.Errorf("set #%d: %s", resp.GetRequestId(), resp.GetError().GetMessage())
 			}
 			if err != nil {
-				fmt.Fprint(out, "!")
+				acks <- '!'
 				answered <- err
 				return
 			}
-			fmt.Fprint(out, ".")
+			acks <- '.'
 			<-slots
 		}
 	}()
+	go func() { // the answers to out: those waiting in one write, not a syscall each
+		defer close(acked)
+		buf := make([]byte, 0, w.workers)
+		for ack := range acks {
+			buf = append(buf[:0], ack)
+			for more := true; more; {
+				select {
+				case next, ok := <-acks:
+					if !ok {
+						more = false
+						break
+					}
+					buf = append(buf, next)
+				default:
+					more = false
+				}
+			}
+			out.Write(buf)
+		}
+	}()
+	defer func() { <-acked }() // every answer written before serveStream returns
 	lines := bufio.NewScanner(in)
 	var id uint64
 	var lineErr error // a bad line: the writes sent before it are still answered
