@@ -229,6 +229,7 @@ class Deployment:
     a: Tenant
     b: Tenant
     servers: list[CoordThread] = field(default_factory=list)
+    channels_before: frozenset[str] = frozenset()  # subscribed before the current scenario began
 
     @property
     def tenants(self) -> tuple[Tenant, Tenant]:

@@ -74,6 +74,10 @@ def deployment(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Deploy
 @pytest.fixture
 def pair(deployment: Deployment) -> Deployment:
     deployment.flush()
+    # The Redis is shared with the rest of the suite, whose servers (tenant "default") may still hold
+    # subscriptions of earlier tests (a hub lingering after its last watcher, a waiter being cleaned
+    # up): only channels subscribed from now on are this scenario's.
+    deployment.channels_before = frozenset(deployment.channels())
     return deployment
 
 
@@ -88,8 +92,11 @@ def assert_keys_in_tenants(pair: Deployment, *services: str) -> None:
 
 
 def assert_channels_in_tenants(pair: Deployment) -> None:
-    channels = [c for c in pair.channels() if c.startswith("coord:")]
-    assert [c for c in channels if not c.startswith(tuple(f"coord:{t}:" for t in TENANTS))] == []
+    """Every channel subscribed since the scenario began is under ``coord:<a or b>:``, and the
+    scenario subscribed some."""
+    new = [c for c in pair.channels() if c.startswith("coord:") and c not in pair.channels_before]
+    assert new, "the scenario subscribed no channel: nothing was checked"
+    assert [c for c in new if not c.startswith(tuple(f"coord:{t}:" for t in TENANTS))] == []
 
 
 # -- cache -------------------------------------------------------------------------------------------
@@ -725,13 +732,16 @@ def test_cache_leases_tags_and_invalidations(pair: Deployment) -> None:
     b.cache.InvalidateTags(cache.InvalidateTagsRequest(tags=["team"]))
     assert a.cache.Get(cache.GetRequest(key="t")).entry.value == b"A"
 
-    watch = b.cache.WatchInvalidations(cache.WatchInvalidationsRequest(prefixes=[""]), timeout=30)
+    request = cache.WatchInvalidationsRequest(prefixes=[""], values=True, batch=True)
+    watch = b.cache.WatchInvalidations(request, timeout=30)
     try:
         assert next(watch).HasField("ready")
+        assert_channels_in_tenants(pair)
         a.cache.Set(cache.SetRequest(key="seen-by-a-only", value=b"A", ttl=sec(60)))
         b.cache.Set(cache.SetRequest(key="b-key", value=b"B", ttl=sec(60)))
         first = next(watch)  # A's write, published on A's channel, never reaches B's stream
         assert first.invalidation.key == "b-key", first
+        assert first.invalidation.entry.value == b"B"  # the entry pushed is B's own
     finally:
         watch.cancel()
     assert_keys_in_tenants(pair, "cache")
