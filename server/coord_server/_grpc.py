@@ -28,6 +28,8 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from coord.common.v1 import errors_pb2
+
 from . import _streams, access_log, logs, tenancy, tracing
 from ._decoding import Malformed, decoder
 from .errors import (
@@ -241,6 +243,11 @@ def item_status(name: str, error: Exception) -> status_pb2.Status:
     return to_status(internal_error())
 
 
+def stream_error(status: status_pb2.Status) -> errors_pb2.StreamError:
+    """``status`` as the ``error`` of a streamed or batched answer (StreamError has Status's fields)."""
+    return errors_pb2.StreamError(code=status.code, message=status.message, details=status.details)
+
+
 # Requests of one stream taken in and not yet answered on the wire: being decided, or decided and
 # waiting to be sent. Further ones stay unread (flow control pushes back on the caller).
 STREAM_IN_FLIGHT = 256
@@ -333,6 +340,7 @@ __all__ = [
     "item_status",
     "rpc",
     "status_code_of",
+    "stream_error",
     "stream_rpc",
     "to_status",
 ]

@@ -179,7 +179,6 @@ class Watcher:
         self, spec: WatchSpec, buffer: int = STREAM_BUFFER, buffer_bytes: int = STREAM_BUFFER_BYTES
     ) -> None:
         self.spec = spec
-        self.values = spec.values
         self._every = "" in spec.prefixes
         self._prefixes = tuple(p for p in spec.prefixes if p)
         self._buffer = max(1, buffer)
@@ -206,7 +205,7 @@ class Watcher:
         if not self.started:
             return
         if pushed is not None:
-            if self.values:
+            if self.spec.values:
                 self._bytes += len(pushed.value)
             else:
                 pushed = None

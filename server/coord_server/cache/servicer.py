@@ -10,9 +10,8 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
-from coord.common.v1 import errors_pb2
 
-from .._grpc import answer_each, rpc, stream_rpc
+from .._grpc import answer_each, rpc, stream_error, stream_rpc
 from .._proto import duration_of_ms, timestamp_ms
 from ..errors import invalid
 from ..metrics.services import CacheLookups
@@ -255,7 +254,7 @@ def _result(field: str, response: Message | None, error: status_pb2.Status | Non
     if error is None:
         assert response is not None
         return {field: response}
-    return {"error": errors_pb2.StreamError(code=error.code, message=error.message, details=error.details)}
+    return {"error": stream_error(error)}
 
 
 def _invalidation_pb(key: str, version: int, pushed: Pushed | None) -> cache_pb2.Invalidation:

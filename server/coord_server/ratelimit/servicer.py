@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.rpc import status_pb2
 
-from coord.common.v1 import errors_pb2
 from coord.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
-from .._grpc import answer_each, item_status, rpc, stream_rpc
+from .._grpc import answer_each, item_status, rpc, stream_error, stream_rpc
 from .._proto import duration_fields_ms, timestamp_fields_ms
 from ..errors import invalid
 from ..metrics.services import RateLimitDecisions
@@ -65,7 +63,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                 yield ratelimit_pb2.CheckStreamResponse(request_id=request.request_id, check=response)
             else:
                 yield ratelimit_pb2.CheckStreamResponse(
-                    request_id=request.request_id, error=_stream_error(error)
+                    request_id=request.request_id, error=stream_error(error)
                 )
 
     @rpc
@@ -90,7 +88,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
                 yield response
             elif error is not None:
                 yield ratelimit_pb2.CheckBatchStreamResponse(
-                    batch_id=request.batch_id, error=_stream_error(error)
+                    batch_id=request.batch_id, error=stream_error(error)
                 )
 
     async def _batch_streamed(
@@ -226,13 +224,8 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         return _Named(Item(key, rule, cost), name, name if source == "policy" else None)
 
 
-def _stream_error(status: status_pb2.Status) -> errors_pb2.StreamError:
-    """The status one streamed or batched check failed with (StreamError has Status's fields)."""
-    return errors_pb2.StreamError(code=status.code, message=status.message, details=status.details)
-
-
 def _batch_error(error: Exception) -> ratelimit_pb2.CheckBatchResult:
-    return ratelimit_pb2.CheckBatchResult(error=_stream_error(item_status(_CHECK_BATCH, error)))
+    return ratelimit_pb2.CheckBatchResult(error=stream_error(item_status(_CHECK_BATCH, error)))
 
 
 # A reply is built from plain dicts, which the protobuf constructors take for message fields: every
