@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from coord.cache.v1 import cache_pb2, cache_pb2_grpc
+from coord.common.v1 import errors_pb2
 from coord.events.v1 import events_pb2, events_pb2_grpc
 from coord_server.errors import BackendOutOfMemory, BackendUnavailable
 from coord_server.redis import RedisBackend, Script, ScriptCall
@@ -129,6 +130,17 @@ def assert_backend_state(err: grpc.RpcError, state: str) -> None:
     assert retry is not None and retry.retry_delay.ToNanoseconds() > 0
 
 
+def assert_stream_backend_state(error: errors_pb2.StreamError, state: str) -> None:
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED if state == "OOM" else grpc.StatusCode.UNAVAILABLE
+    assert error.code == code.value[0], error.message
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert any(d.Unpack(info) for d in error.details if d.Is(info.DESCRIPTOR))
+    assert any(d.Unpack(retry) for d in error.details if d.Is(retry.DESCRIPTOR))
+    assert info.reason == ("BACKEND_OUT_OF_MEMORY" if state == "OOM" else "BACKEND_UNAVAILABLE")
+    assert info.metadata.get("state") == state
+    assert retry.retry_delay.ToNanoseconds() > 0
+
+
 def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -153,6 +165,11 @@ def test_rpcs_get_the_state_not_internal(
             with pytest.raises(grpc.RpcError) as excinfo:
                 call()
             assert_backend_state(excinfo.value, state)
+        # A streamed write gets the same status as its answer's error, and the stream ends OK.
+        written = [cache_pb2.SetStreamRequest(request_id=1, set=cache_pb2.SetRequest(key="k", value=b"v"))]
+        (answer,) = list(cache.SetStream(iter(written), timeout=10))
+        assert answer.request_id == 1 and answer.WhichOneof("result") == "error"
+        assert_stream_backend_state(answer.error, state)
     assert server.commands > 0  # the calls did reach the fake Redis
     assert errors_logged(caplog) == []
 

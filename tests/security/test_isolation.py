@@ -109,6 +109,13 @@ def _get_streamed(tenant: Tenant, *keys: str) -> list[cache.Entry]:
     return [r.get.entry for r in replies]
 
 
+def _set_streamed(tenant: Tenant, *requests: cache.SetRequest) -> list[cache.SetResponse]:
+    messages = [cache.SetStreamRequest(request_id=i, set=r) for i, r in enumerate(requests)]
+    replies = sorted(tenant.cache.SetStream(iter(messages), timeout=30), key=lambda r: r.request_id)
+    assert [r.WhichOneof("result") for r in replies] == ["set"] * len(requests)
+    return [r.set for r in replies]
+
+
 def test_cache(pair: Deployment) -> None:
     a, b = pair.tenants
     stored = cache.WRITE_OUTCOME_STORED
@@ -145,6 +152,23 @@ def test_cache(pair: Deployment) -> None:
     assert [r.outcome for r in batch.responses] == [stored, stored]
     incremented = b.cache.Increment(cache.IncrementRequest(key="hits", delta=1, ttl=sec(60)))
     assert (incremented.value, incremented.created) == (1, True)
+
+    # B's streamed writes too: A's entry is not "present" for B, and B's write leaves A's as it was.
+    assert a.cache.Set(cache.SetRequest(key="streamed", value=b"A", ttl=sec(60))).outcome == stored
+    streamed = _set_streamed(
+        b,
+        cache.SetRequest(key="streamed", value=b"B?", ttl=sec(60), if_present=cache.IfPresent()),
+        cache.SetRequest(key="user:1", value=b"B?", ttl=sec(60), if_absent=cache.IfAbsent()),
+    )
+    assert [r.outcome for r in streamed] == [
+        cache.WRITE_OUTCOME_NOT_FOUND,
+        cache.WRITE_OUTCOME_ALREADY_EXISTS,
+    ]
+    assert [
+        r.outcome for r in _set_streamed(b, cache.SetRequest(key="streamed", value=b"B", ttl=sec(60)))
+    ] == [stored]
+    assert a.cache.Get(cache.GetRequest(key="streamed")).entry.value == b"A"
+    assert b.cache.Get(cache.GetRequest(key="streamed")).entry.value == b"B"
 
     # A fence is the tenant's own: a token A used does not fence B's writes.
     assert (
